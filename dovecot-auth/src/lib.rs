@@ -1,0 +1,1 @@
+//! The Dovecot authentication protocol, server side (arrives with the auth-socket work).

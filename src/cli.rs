@@ -1,0 +1,714 @@
+//! The command line: clap definitions and the admin commands' output (tables, or one
+//! JSON document on stdout with `--json`). Exit codes: 0 ok, 1 refused by a rule or a
+//! store fault (one line on stderr), 2 usage or configuration error.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+
+use crate::address::{display_domain, normalize_address, normalize_domain};
+use crate::config::Config;
+use crate::credential;
+use crate::store::{
+    self, format_time, AccountKind, EventFilter, EventKind, SenderCheck, Store, StoreError,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "postwarden",
+    version,
+    about = "Authenticated-submission decisions for Postfix: SASL logins, sender ownership, admin store",
+    long_about = "postwarden answers Postfix's SASL requests over the Dovecot auth protocol and keeps \
+                  the store of organizations, domains, accounts and credentials that decides who may \
+                  log in and send as whom.\n\nExit codes: 0 ok, 1 refused by a rule (reason on stderr), \
+                  2 usage or configuration error."
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Without it the embedded default applies.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "FILE",
+        env = "POSTWARDEN_CONFIG"
+    )]
+    pub config: Option<PathBuf>,
+    /// Data directory (database, sockets); overrides the config's data_dir.
+    #[arg(long, global = true, value_name = "DIR", env = "POSTWARDEN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print one JSON document on stdout instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (stops on SIGTERM or SIGINT).
+    Run,
+    /// Validate the configuration and print the effective settings.
+    CheckConfig,
+    /// Customer organizations.
+    #[command(subcommand)]
+    Org(OrgCmd),
+    /// Sending domains of organizations.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Registered sender addresses.
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// SMTP AUTH credentials.
+    #[command(subcommand)]
+    Credential(CredentialCmd),
+    /// Show the log of auth attempts, mail decisions and admin changes.
+    Log(LogArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SenderCheckArg {
+    /// Senders must be registered accounts of the organization.
+    Account,
+    /// Any address in an active domain of the organization ("discovery").
+    Domain,
+}
+
+impl From<SenderCheckArg> for SenderCheck {
+    fn from(a: SenderCheckArg) -> Self {
+        match a {
+            SenderCheckArg::Account => SenderCheck::Account,
+            SenderCheckArg::Domain => SenderCheck::Domain,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCmd {
+    /// Add an organization.
+    Add {
+        name: String,
+        #[arg(long, value_enum, default_value = "account")]
+        sender_check: SenderCheckArg,
+    },
+    /// Change an organization's sender check.
+    Set {
+        name: String,
+        #[arg(long, value_enum)]
+        sender_check: SenderCheckArg,
+    },
+    /// List organizations.
+    List,
+    /// Remove an organization (refused while it has domains or credentials, unless --force).
+    Remove {
+        name: String,
+        /// Also remove its domains, accounts and credentials.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainCmd {
+    /// Register a domain to an organization (active unless --inactive).
+    Add {
+        domain: String,
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        inactive: bool,
+    },
+    /// Let the domain's senders send again.
+    Activate { domain: String },
+    /// Refuse mail from the domain's senders, keeping its accounts.
+    Deactivate { domain: String },
+    /// List domains.
+    List {
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Remove a domain (refused while it has accounts, unless --force).
+    Remove {
+        domain: String,
+        /// Also remove its accounts.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KindArg {
+    #[value(name = "end_user")]
+    EndUser,
+    #[value(name = "silent_user")]
+    SilentUser,
+    #[value(name = "functional")]
+    Functional,
+}
+
+impl From<KindArg> for AccountKind {
+    fn from(k: KindArg) -> Self {
+        match k {
+            KindArg::EndUser => AccountKind::EndUser,
+            KindArg::SilentUser => AccountKind::SilentUser,
+            KindArg::Functional => AccountKind::Functional,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCmd {
+    /// Register a sender address; its domain must be registered.
+    Add {
+        address: String,
+        #[arg(long, value_enum)]
+        kind: KindArg,
+    },
+    /// List accounts.
+    List {
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Remove an account.
+    Remove { address: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialCmd {
+    /// Create a credential; prints its username and password once.
+    New {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        label: String,
+    },
+    /// List credentials (never a password or hash).
+    List {
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Revoke a credential: its next login fails.
+    Revoke { username: String },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    /// Only events of this kind.
+    #[arg(long, value_enum)]
+    pub kind: Option<KindFilter>,
+    /// Only events of this login (credential username; for admin events the OS user).
+    #[arg(long)]
+    pub login: Option<String>,
+    /// Only events with this envelope sender or header From address.
+    #[arg(long)]
+    pub sender: Option<String>,
+    /// Only events since a duration ago ("1h", "2days") or an RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// At most this many (the newest), default 100; 0 for all.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KindFilter {
+    Auth,
+    Mail,
+    Admin,
+}
+
+/// How a command failed, and so its exit code.
+#[derive(Debug)]
+pub enum CliError {
+    /// Refused by a rule or a store fault: exit 1.
+    Refused(String),
+    /// Bad usage or configuration: exit 2.
+    Usage(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Refused(_) => 1,
+            CliError::Usage(_) => 2,
+        }
+    }
+    pub fn message(&self) -> &str {
+        match self {
+            CliError::Refused(m) | CliError::Usage(m) => m,
+        }
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        CliError::Refused(e.to_string())
+    }
+}
+
+pub type CliResult = Result<(), CliError>;
+
+/// Loads the configuration with the command line's overrides applied.
+pub fn load_config(cli: &Cli) -> Result<Config, CliError> {
+    let mut cfg = Config::load(cli.config.as_deref()).map_err(|e| CliError::Usage(e.0))?;
+    if let Some(dir) = &cli.data_dir {
+        if dir.as_os_str().is_empty() {
+            return Err(CliError::Usage("--data-dir must not be empty".into()));
+        }
+        cfg.data_dir = dir.clone();
+    }
+    Ok(cfg)
+}
+
+/// Creates the data directory (mode 0750) if it does not exist.
+pub fn ensure_data_dir(dir: &Path) -> Result<(), CliError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
+        .map_err(|e| {
+            CliError::Refused(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
+        })
+}
+
+/// Who is making admin changes: the invoking user.
+fn actor() -> String {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata("/proc/self")
+                .map(|m| format!("uid:{}", m.uid()))
+                .unwrap_or_else(|_| "unknown".into())
+        })
+}
+
+fn open_store(cfg: &Config) -> Result<Store, CliError> {
+    ensure_data_dir(&cfg.data_dir)?;
+    Ok(Store::open(
+        &cfg.store_path(),
+        cfg.store.busy_timeout.0,
+        &actor(),
+    )?)
+}
+
+fn emit(json: bool, value: Value, text: impl FnOnce() -> String) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value).expect("json"));
+    } else {
+        let t = text();
+        if !t.is_empty() {
+            println!("{}", t.trim_end());
+        }
+    }
+}
+
+/// Left-aligned columns separated by two spaces.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = vec![line(headers.iter().map(|h| h.to_string()).collect())];
+    out.extend(rows.into_iter().map(line));
+    out.join("\n")
+}
+
+fn opt_time(t: Option<i64>) -> String {
+    t.map(format_time).unwrap_or_else(|| "-".into())
+}
+
+fn domain_text(a_label: &str) -> String {
+    let readable = display_domain(a_label);
+    if readable == a_label {
+        readable
+    } else {
+        format!("{readable} ({a_label})")
+    }
+}
+
+fn domain_arg(input: &str) -> Result<String, CliError> {
+    normalize_domain(input).map_err(CliError::Refused)
+}
+
+/// Runs an admin command (everything but `run`).
+pub fn admin(cli: &Cli) -> CliResult {
+    let cfg = load_config(cli)?;
+    let json = cli.json;
+    match &cli.command {
+        Command::Run => unreachable!("run is handled by main"),
+        Command::CheckConfig => {
+            emit(json, serde_json::to_value(&cfg).expect("json"), || {
+                cfg.to_toml()
+            });
+            Ok(())
+        }
+        Command::Org(cmd) => org(&cfg, json, cmd),
+        Command::Domain(cmd) => domain(&cfg, json, cmd),
+        Command::Account(cmd) => account(&cfg, json, cmd),
+        Command::Credential(cmd) => credential_cmd(&cfg, json, cmd),
+        Command::Log(args) => log(&cfg, json, args),
+    }
+}
+
+fn org(cfg: &Config, json: bool, cmd: &OrgCmd) -> CliResult {
+    let mut store = open_store(cfg)?;
+    match cmd {
+        OrgCmd::Add { name, sender_check } => {
+            let sc: SenderCheck = (*sender_check).into();
+            store.org_add(name, sc)?;
+            emit(json, json!({"name": name, "sender_check": sc}), || {
+                format!("organization {name} added (sender check: {})", sc.as_str())
+            });
+        }
+        OrgCmd::Set { name, sender_check } => {
+            let sc: SenderCheck = (*sender_check).into();
+            store.org_set_sender_check(name, sc)?;
+            emit(json, json!({"name": name, "sender_check": sc}), || {
+                format!("organization {name}: sender check is now {}", sc.as_str())
+            });
+        }
+        OrgCmd::List => {
+            let orgs = store.org_list()?;
+            emit(json, serde_json::to_value(&orgs).expect("json"), || {
+                table(
+                    &[
+                        "NAME",
+                        "SENDER_CHECK",
+                        "DOMAINS",
+                        "ACCOUNTS",
+                        "CREDENTIALS",
+                        "CREATED",
+                    ],
+                    orgs.iter()
+                        .map(|o| {
+                            vec![
+                                o.name.clone(),
+                                o.sender_check.as_str().into(),
+                                o.domains.to_string(),
+                                o.accounts.to_string(),
+                                o.credentials.to_string(),
+                                format_time(o.created),
+                            ]
+                        })
+                        .collect(),
+                )
+            });
+        }
+        OrgCmd::Remove { name, force } => {
+            store.org_remove(name, *force)?;
+            emit(json, json!({"removed": name}), || {
+                format!("organization {name} removed")
+            });
+        }
+    }
+    Ok(())
+}
+
+fn domain(cfg: &Config, json: bool, cmd: &DomainCmd) -> CliResult {
+    let mut store = open_store(cfg)?;
+    match cmd {
+        DomainCmd::Add {
+            domain,
+            org,
+            inactive,
+        } => {
+            let d = domain_arg(domain)?;
+            store.domain_add(&d, org, !inactive)?;
+            let state = if *inactive { "inactive" } else { "active" };
+            emit(
+                json,
+                json!({"name": d, "display": display_domain(&d), "organization": org, "active": !inactive}),
+                || format!("domain {} added to {org} ({state})", domain_text(&d)),
+            );
+        }
+        DomainCmd::Activate { domain } | DomainCmd::Deactivate { domain } => {
+            let active = matches!(cmd, DomainCmd::Activate { .. });
+            let d = domain_arg(domain)?;
+            store.domain_set_active(&d, active)?;
+            let state = if active { "active" } else { "inactive" };
+            emit(json, json!({"name": d, "active": active}), || {
+                format!("domain {} is now {state}", domain_text(&d))
+            });
+        }
+        DomainCmd::List { org } => {
+            let list = store.domain_list(org.as_deref())?;
+            let value: Vec<Value> = list
+                .iter()
+                .map(|d| {
+                    json!({"name": d.name, "display": display_domain(&d.name), "organization": d.organization,
+                           "active": d.active, "accounts": d.accounts, "created": d.created})
+                })
+                .collect();
+            emit(json, Value::Array(value), || {
+                table(
+                    &["DOMAIN", "ORGANIZATION", "STATE", "ACCOUNTS", "CREATED"],
+                    list.iter()
+                        .map(|d| {
+                            vec![
+                                domain_text(&d.name),
+                                d.organization.clone(),
+                                if d.active { "active" } else { "inactive" }.into(),
+                                d.accounts.to_string(),
+                                format_time(d.created),
+                            ]
+                        })
+                        .collect(),
+                )
+            });
+        }
+        DomainCmd::Remove { domain, force } => {
+            let d = domain_arg(domain)?;
+            store.domain_remove(&d, *force)?;
+            emit(json, json!({"removed": d}), || {
+                format!("domain {} removed", domain_text(&d))
+            });
+        }
+    }
+    Ok(())
+}
+
+fn account(cfg: &Config, json: bool, cmd: &AccountCmd) -> CliResult {
+    let mut store = open_store(cfg)?;
+    match cmd {
+        AccountCmd::Add { address, kind } => {
+            let a = normalize_address(address).map_err(CliError::Refused)?;
+            let k: AccountKind = (*kind).into();
+            store.account_add(&a.to_string(), &a.domain, k)?;
+            emit(json, json!({"address": a.to_string(), "kind": k}), || {
+                format!("account {a} added ({})", k.as_str())
+            });
+        }
+        AccountCmd::List { org } => {
+            let list = store.account_list(org.as_deref())?;
+            emit(json, serde_json::to_value(&list).expect("json"), || {
+                table(
+                    &["ADDRESS", "KIND", "ORGANIZATION", "DOMAIN_STATE", "CREATED"],
+                    list.iter()
+                        .map(|a| {
+                            vec![
+                                a.address.clone(),
+                                a.kind.as_str().into(),
+                                a.organization.clone(),
+                                if a.domain_active {
+                                    "active"
+                                } else {
+                                    "inactive"
+                                }
+                                .into(),
+                                format_time(a.created),
+                            ]
+                        })
+                        .collect(),
+                )
+            });
+        }
+        AccountCmd::Remove { address } => {
+            let a = normalize_address(address).map_err(CliError::Refused)?;
+            store.account_remove(&a.to_string())?;
+            emit(json, json!({"removed": a.to_string()}), || {
+                format!("account {a} removed")
+            });
+        }
+    }
+    Ok(())
+}
+
+fn credential_cmd(cfg: &Config, json: bool, cmd: &CredentialCmd) -> CliResult {
+    let mut store = open_store(cfg)?;
+    match cmd {
+        CredentialCmd::New { org, label } => {
+            store::validate_label(label)?;
+            // Check the organization exists before spending argon2 work.
+            let orgs = store.org_list()?;
+            let Some(o) = orgs.iter().find(|o| o.name.eq_ignore_ascii_case(org)) else {
+                return Err(CliError::Refused(format!("no organization named {org:?}")));
+            };
+            let mut username = credential::generate_username(&o.name, label);
+            for _ in 0..10 {
+                if !store.username_exists(&username)? {
+                    break;
+                }
+                username = credential::generate_username(&o.name, label);
+            }
+            let password = credential::generate_password();
+            let hash = credential::hash_password(&password, &cfg.password_hash)
+                .map_err(CliError::Refused)?;
+            store.credential_add(&o.name, label, &username, &hash)?;
+            emit(
+                json,
+                json!({"organization": o.name, "label": label, "username": username, "password": password}),
+                || {
+                    format!(
+                        "credential {label:?} created for organization {}\nusername: {username}\npassword: {password}\n\
+                         The password is shown only this once: postwarden keeps only its hash.",
+                        o.name
+                    )
+                },
+            );
+        }
+        CredentialCmd::List { org } => {
+            let list = store.credential_list(org.as_deref())?;
+            emit(json, serde_json::to_value(&list).expect("json"), || {
+                table(
+                    &[
+                        "ORGANIZATION",
+                        "LABEL",
+                        "USERNAME",
+                        "CREATED",
+                        "LAST_USED",
+                        "LAST_IP",
+                        "REVOKED",
+                    ],
+                    list.iter()
+                        .map(|c| {
+                            vec![
+                                c.organization.clone(),
+                                c.label.clone(),
+                                c.username.clone(),
+                                format_time(c.created),
+                                opt_time(c.last_used),
+                                c.last_ip.clone().unwrap_or_else(|| "-".into()),
+                                opt_time(c.revoked),
+                            ]
+                        })
+                        .collect(),
+                )
+            });
+        }
+        CredentialCmd::Revoke { username } => {
+            store.credential_revoke(username)?;
+            emit(json, json!({"revoked": username}), || {
+                format!("credential {username} revoked: its next login fails")
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `--since`: a duration ago ("1h") or an RFC 3339 time.
+pub fn parse_since(s: &str, now: i64) -> Result<i64, String> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(now - d.as_secs() as i64);
+    }
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        let secs = t
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
+        return Ok(secs as i64);
+    }
+    Err(format!(
+        "invalid --since {s:?}: give a duration such as \"1h\" or \"2days\", or an RFC 3339 time such as \"2026-11-23T05:00:00Z\""
+    ))
+}
+
+fn quote_field(v: &str) -> String {
+    if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '"' || c == '=') {
+        format!("{v:?}")
+    } else {
+        v.to_string()
+    }
+}
+
+fn log(cfg: &Config, json: bool, args: &LogArgs) -> CliResult {
+    let since = match &args.since {
+        Some(s) => Some(parse_since(s, store::now()).map_err(CliError::Usage)?),
+        None => None,
+    };
+    let sender = args.sender.as_ref().map(|s| {
+        normalize_address(s)
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| s.to_lowercase())
+    });
+    let filter = EventFilter {
+        kind: args.kind.map(|k| match k {
+            KindFilter::Auth => EventKind::Auth,
+            KindFilter::Mail => EventKind::Mail,
+            KindFilter::Admin => EventKind::Admin,
+        }),
+        login: args.login.clone(),
+        sender,
+        since,
+        limit: (args.limit > 0).then_some(args.limit),
+    };
+    let store = open_store(cfg)?;
+    let events = store.events(&filter)?;
+    emit(json, serde_json::to_value(&events).expect("json"), || {
+        events
+            .iter()
+            .map(|e| {
+                let mut line = format!("{} {} {}", format_time(e.time), e.kind.as_str(), e.outcome);
+                let fields: [(&str, Option<String>); 8] = [
+                    ("login", e.login.clone()),
+                    ("org", e.org.clone()),
+                    ("client", e.client_ip.clone()),
+                    ("queue_id", e.queue_id.clone()),
+                    ("sender", e.sender.clone()),
+                    ("from", e.header_from.clone()),
+                    ("rcpts", e.rcpt_count.map(|n| n.to_string())),
+                    ("reason", e.reason.clone()),
+                ];
+                for (k, v) in fields {
+                    if let Some(v) = v {
+                        line.push_str(&format!(" {k}={}", quote_field(&v)));
+                    }
+                }
+                line
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_durations_and_times() {
+        assert_eq!(parse_since("1h", 10_000).unwrap(), 6_400);
+        assert_eq!(
+            parse_since("2026-11-23T05:00:00Z", 0).unwrap(),
+            1_795_410_000
+        );
+        assert!(parse_since("yesterday", 0)
+            .unwrap_err()
+            .contains("invalid --since"));
+    }
+
+    #[test]
+    fn table_aligns() {
+        let t = table(&["A", "BB"], vec![vec!["long".into(), "x".into()]]);
+        assert_eq!(t, "A     BB\nlong  x");
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

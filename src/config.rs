@@ -1,0 +1,524 @@
+//! The configuration: a TOML file whose every key has a default (the embedded
+//! `config/postwarden.toml`). Errors name the file, the line and the key.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The documented default configuration, embedded in the binary.
+pub const DEFAULT_TOML: &str = include_str!("../config/postwarden.toml");
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub log_level: LogLevel,
+    pub store: StoreConfig,
+    pub password_hash: PasswordHashConfig,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub busy_timeout: HumanDuration,
+    pub event_retention: HumanDuration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordHashConfig {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub listen: ListenAddr,
+    pub socket_mode: SocketMode,
+    pub socket_group: String,
+}
+
+/// Partial forms used for parsing: every key optional, merged over the default.
+mod partial {
+    use super::*;
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Config {
+        pub data_dir: Option<PathBuf>,
+        pub log_level: Option<LogLevel>,
+        #[serde(default)]
+        pub store: StoreConfig,
+        #[serde(default)]
+        pub password_hash: PasswordHashConfig,
+        #[serde(default)]
+        pub auth: AuthConfig,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct StoreConfig {
+        pub path: Option<PathBuf>,
+        pub busy_timeout: Option<HumanDuration>,
+        pub event_retention: Option<HumanDuration>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct PasswordHashConfig {
+        pub memory_kib: Option<u32>,
+        pub iterations: Option<u32>,
+        pub parallelism: Option<u32>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct AuthConfig {
+        pub listen: Option<ListenAddr>,
+        pub socket_mode: Option<SocketMode>,
+        pub socket_group: Option<String>,
+    }
+}
+
+macro_rules! merge {
+    ($base:expr, $over:expr, $($field:ident),+) => {
+        $( if let Some(v) = $over.$field { $base.$field = v; } )+
+    };
+}
+
+/// A configuration error, already phrased for the administrator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// The embedded default.
+    pub fn default_config() -> Config {
+        parse_full(DEFAULT_TOML, "<embedded default>")
+            .expect("the embedded default configuration is valid")
+    }
+
+    /// Loads `path` over the default, or the default alone when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            None => Ok(Config::default_config()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!(
+                        "{}: cannot read configuration: {e}",
+                        path.display()
+                    ))
+                })?;
+                Config::parse(&text, &path.display().to_string())
+            }
+        }
+    }
+
+    /// Parses `text` (named `origin` in messages) over the default.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let over: partial::Config = deserialize(text, origin)?;
+        let mut cfg = Config::default_config();
+        merge!(cfg, over, data_dir, log_level);
+        merge!(cfg.store, over.store, path, busy_timeout, event_retention);
+        merge!(
+            cfg.password_hash,
+            over.password_hash,
+            memory_kib,
+            iterations,
+            parallelism
+        );
+        merge!(cfg.auth, over.auth, listen, socket_mode, socket_group);
+        cfg.validate(origin, text)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, origin: &str, text: &str) -> Result<(), ConfigError> {
+        let err = |key: &str, msg: String| {
+            let line = key_line(text, key)
+                .map(|n| format!("line {n}: "))
+                .unwrap_or_default();
+            Err(ConfigError(format!("{origin}: {line}key `{key}`: {msg}")))
+        };
+        let ph = &self.password_hash;
+        if ph.memory_kib < 8 * ph.parallelism.max(1) {
+            return err(
+                "password_hash.memory_kib",
+                format!(
+                    "{} is too small (argon2 needs at least 8 KiB per lane)",
+                    ph.memory_kib
+                ),
+            );
+        }
+        if ph.iterations == 0 {
+            return err("password_hash.iterations", "must be at least 1".into());
+        }
+        if ph.parallelism == 0 || ph.parallelism > 64 {
+            return err(
+                "password_hash.parallelism",
+                "must be between 1 and 64".into(),
+            );
+        }
+        if self.store.busy_timeout.0 > Duration::from_secs(60) {
+            return err(
+                "store.busy_timeout",
+                "must be at most 60s (a longer wait would outlast Postfix's timeouts)".into(),
+            );
+        }
+        if self.store.path.as_os_str().is_empty() {
+            return err("store.path", "must not be empty".into());
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return err("data_dir", "must not be empty".into());
+        }
+        Ok(())
+    }
+
+    /// The database path, resolved against the data directory.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join(&self.store.path)
+    }
+
+    /// A listener path resolved against the data directory.
+    pub fn resolve(&self, addr: &ListenAddr) -> ListenAddr {
+        match addr {
+            ListenAddr::Unix(p) => ListenAddr::Unix(self.data_dir.join(p)),
+            other => other.clone(),
+        }
+    }
+
+    /// The effective configuration as TOML (for `check-config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("the configuration serializes")
+    }
+}
+
+/// The line (1-based) where a dotted key such as `store.path` is set in `text`, if it is.
+fn key_line(text: &str, dotted: &str) -> Option<usize> {
+    let (section, key) = match dotted.rsplit_once('.') {
+        Some((s, k)) => (s, k),
+        None => ("", dotted),
+    };
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if let Some(h) = l.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            current = h.trim().to_string();
+        } else if current == section
+            && l.split('=').next().map(str::trim) == Some(key)
+            && l.contains('=')
+        {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+fn parse_full(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    deserialize(text, origin)
+}
+
+/// Deserializes with the key path and line of the first error in the message.
+fn deserialize<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let location = inner
+            .span()
+            .map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+                format!("line {line}, column {col}: ")
+            })
+            .unwrap_or_default();
+        let key = if path.is_empty() || path == "." {
+            String::new()
+        } else {
+            format!("key `{path}`: ")
+        };
+        // toml's own message repeats the source excerpt; keep only its last line (the reason).
+        let message = inner.message().trim().to_string();
+        ConfigError(format!("{origin}: {location}{key}{message}"))
+    })
+}
+
+/// A duration written the human way ("5s", "10min", "90days").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map(HumanDuration).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?}: {e} (write e.g. \"500ms\", \"5s\", \"10min\", \"1h\", \"90days\")"
+            ))
+        })
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// Where a listener binds: a Unix socket path or a TCP address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Unix(PathBuf),
+    Inet(SocketAddr),
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(format!("invalid address {s:?}: the unix: path is empty"));
+            }
+            return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        if let Some(rest) = s.strip_prefix("inet:") {
+            return parse_socket_addr(rest)
+                .map(ListenAddr::Inet)
+                .ok_or_else(|| {
+                    format!(
+                        "invalid address {s:?}: expected inet:IP:PORT with a numeric IP, e.g. \"inet:127.0.0.1:12345\" or \"inet:[::1]:12345\""
+                    )
+                });
+        }
+        Err(format!(
+            "invalid address {s:?}: expected \"unix:PATH\" or \"inet:IP:PORT\""
+        ))
+    }
+}
+
+fn parse_socket_addr(s: &str) -> Option<SocketAddr> {
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Some(sa);
+    }
+    // Postfix writes IPv6 without brackets in some places: inet:::1:12345.
+    let (host, port) = s.rsplit_once(':')?;
+    let ip: IpAddr = host.parse().ok()?;
+    let port: u16 = port.parse().ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+            ListenAddr::Inet(sa) => write!(f, "inet:{sa}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for ListenAddr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+/// Unix permission bits written in octal ("0660").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketMode(pub u32);
+
+impl<'de> Deserialize<'de> for SocketMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match u32::from_str_radix(&s, 8) {
+            Ok(m) if m <= 0o777 && !s.is_empty() => Ok(SocketMode(m)),
+            _ => Err(serde::de::Error::custom(format!(
+                "invalid mode {s:?}: expected octal permission bits such as \"0660\""
+            ))),
+        }
+    }
+}
+
+impl Serialize for SocketMode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:04o}", self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "test.toml").unwrap_err().0
+    }
+
+    #[test]
+    fn default_is_valid_and_documented() {
+        let cfg = Config::default_config();
+        assert_eq!(cfg.data_dir, PathBuf::from("postwarden-data"));
+        assert_eq!(cfg.password_hash.memory_kib, 19456);
+        assert_eq!(cfg.password_hash.iterations, 2);
+        assert_eq!(cfg.password_hash.parallelism, 1);
+        assert_eq!(cfg.store.busy_timeout.0, Duration::from_secs(5));
+        assert_eq!(cfg.auth.listen, ListenAddr::Unix("auth".into()));
+        // Every key that exists in the model appears in the documented default with a comment above it.
+        for line in DEFAULT_TOML.lines() {
+            let l = line.trim();
+            if l.is_empty() || l.starts_with('#') || l.starts_with('[') {
+                continue;
+            }
+            let key = l.split('=').next().unwrap().trim();
+            let pos = DEFAULT_TOML.find(line).unwrap();
+            let prev = DEFAULT_TOML[..pos].trim_end().lines().last().unwrap_or("");
+            assert!(
+                prev.trim_start().starts_with('#'),
+                "key {key} has no comment above it"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(Config::parse("", "x").unwrap(), Config::default_config());
+    }
+
+    #[test]
+    fn partial_file_overrides_only_its_keys() {
+        let cfg = Config::parse("[store]\nbusy_timeout = \"250ms\"\n", "x").unwrap();
+        assert_eq!(cfg.store.busy_timeout.0, Duration::from_millis(250));
+        assert_eq!(cfg.store.path, PathBuf::from("postwarden.db"));
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = err("log_level = \"info\"\n[store]\nbusy_timout = \"5s\"\n");
+        assert!(e.starts_with("test.toml: line 3"), "{e}");
+        assert!(e.contains("busy_timout"), "{e}");
+        assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let e = err("[password_hash]\nmemory_kib = \"lots\"\n");
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("password_hash.memory_kib"), "{e}");
+        assert!(e.contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration() {
+        let e = err("[store]\nbusy_timeout = \"5 parsecs\"\n");
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("store.busy_timeout"), "{e}");
+        assert!(e.contains("invalid duration \"5 parsecs\""), "{e}");
+    }
+
+    #[test]
+    fn bad_address() {
+        let e = err("[auth]\nlisten = \"inet:localhost:99\"\n");
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("auth.listen"), "{e}");
+        assert!(e.contains("invalid address"), "{e}");
+        let e = err("[auth]\nlisten = \"/run/auth\"\n");
+        assert!(
+            e.contains("expected \"unix:PATH\" or \"inet:IP:PORT\""),
+            "{e}"
+        );
+        let e = err("[auth]\nlisten = \"inet:127.0.0.1:99999\"\n");
+        assert!(e.contains("invalid address"), "{e}");
+    }
+
+    #[test]
+    fn addresses_parse() {
+        assert_eq!(
+            "inet:127.0.0.1:12345".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Inet("127.0.0.1:12345".parse().unwrap())
+        );
+        assert_eq!(
+            "inet:[::1]:25".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Inet("[::1]:25".parse().unwrap())
+        );
+        assert_eq!(
+            "inet:::1:25".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Inet("[::1]:25".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn bad_mode_and_log_level() {
+        let e = err("[auth]\nsocket_mode = \"0999\"\n");
+        assert!(e.contains("auth.socket_mode") && e.contains("octal"), "{e}");
+        let e = err("log_level = \"loud\"\n");
+        assert!(
+            e.contains("log_level") && e.contains("unknown variant"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_has_line() {
+        let e = err("[store\n");
+        assert!(e.starts_with("test.toml: line 1"), "{e}");
+    }
+
+    #[test]
+    fn semantic_checks_name_the_key() {
+        let e = err("[password_hash]\niterations = 0\n");
+        assert_eq!(
+            e,
+            "test.toml: line 2: key `password_hash.iterations`: must be at least 1"
+        );
+        let e = err("[store]\nbusy_timeout = \"2min\"\n");
+        assert!(e.contains("store.busy_timeout"), "{e}");
+    }
+
+    #[test]
+    fn effective_config_round_trips() {
+        let cfg = Config::default_config();
+        let again = Config::parse(&cfg.to_toml(), "x").unwrap();
+        assert_eq!(cfg, again);
+    }
+}

@@ -1,0 +1,59 @@
+//! Numbered schema migrations. `PRAGMA user_version` holds how many have been applied.
+//! Append new migrations; never edit one that has shipped.
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: organizations, domains, accounts, credentials, events.
+    r#"
+    CREATE TABLE organization (
+        id           INTEGER PRIMARY KEY,
+        name         TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        sender_check TEXT NOT NULL DEFAULT 'account' CHECK (sender_check IN ('account', 'domain')),
+        created      INTEGER NOT NULL
+    );
+    CREATE TABLE domain (
+        id              INTEGER PRIMARY KEY,
+        name            TEXT NOT NULL UNIQUE,
+        organization_id INTEGER NOT NULL REFERENCES organization(id) ON DELETE CASCADE,
+        active          INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+        created         INTEGER NOT NULL
+    );
+    CREATE INDEX domain_organization ON domain(organization_id);
+    CREATE TABLE account (
+        id        INTEGER PRIMARY KEY,
+        address   TEXT NOT NULL UNIQUE,
+        domain_id INTEGER NOT NULL REFERENCES domain(id) ON DELETE CASCADE,
+        kind      TEXT NOT NULL CHECK (kind IN ('end_user', 'silent_user', 'functional')),
+        created   INTEGER NOT NULL
+    );
+    CREATE INDEX account_domain ON account(domain_id);
+    CREATE TABLE credential (
+        id              INTEGER PRIMARY KEY,
+        organization_id INTEGER NOT NULL REFERENCES organization(id) ON DELETE CASCADE,
+        label           TEXT NOT NULL,
+        username        TEXT NOT NULL UNIQUE,
+        hash            TEXT NOT NULL,
+        created         INTEGER NOT NULL,
+        last_used       INTEGER,
+        last_ip         TEXT,
+        revoked         INTEGER,
+        CHECK (hash LIKE '$argon2id$%')
+    );
+    -- A label names one live credential of an organization; a revoked one frees its label.
+    CREATE UNIQUE INDEX credential_label ON credential(organization_id, label) WHERE revoked IS NULL;
+    CREATE TABLE event (
+        id          INTEGER PRIMARY KEY,
+        time        INTEGER NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('auth', 'mail', 'admin')),
+        outcome     TEXT NOT NULL,
+        login       TEXT,
+        org         TEXT,
+        client_ip   TEXT,
+        sender      TEXT,
+        header_from TEXT,
+        rcpt_count  INTEGER,
+        queue_id    TEXT,
+        reason      TEXT
+    );
+    CREATE INDEX event_time ON event(time);
+    "#,
+];

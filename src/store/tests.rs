@@ -1,0 +1,300 @@
+use super::*;
+
+fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("t.db"), Duration::from_secs(2), "tester").unwrap();
+    (dir, store)
+}
+
+fn refused_msg<T: fmt::Debug>(r: Result<T>) -> String {
+    match r {
+        Err(StoreError::Refused(m)) => m,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+const HASH: &str = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
+
+#[test]
+fn migrations_apply_once_and_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let s = Store::open(&path, Duration::from_secs(1), "t").unwrap();
+    assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+    drop(s);
+    // Re-opening is a no-op.
+    let s = Store::open(&path, Duration::from_secs(1), "t").unwrap();
+    s.conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(s);
+    match Store::open(&path, Duration::from_secs(1), "t") {
+        Err(StoreError::Fault(m)) => assert!(m.contains("schema version 99 is newer"), "{m}"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    match Store::open_existing(&path, Duration::from_secs(1)) {
+        Err(StoreError::Fault(m)) => assert!(m.contains("schema version 99"), "{m}"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn wal_and_foreign_keys_are_on() {
+    let (_d, s) = temp_store();
+    let mode: String = s
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let fk: i64 = s
+        .conn
+        .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(fk, 1);
+}
+
+#[test]
+fn open_existing_never_creates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing.db");
+    assert!(matches!(
+        Store::open_existing(&path, Duration::from_secs(1)),
+        Err(StoreError::Fault(_))
+    ));
+    assert!(!path.exists());
+}
+
+#[test]
+fn organizations() {
+    let (_d, mut s) = temp_store();
+    s.org_add("acme", SenderCheck::Account).unwrap();
+    assert!(refused_msg(s.org_add("acme", SenderCheck::Domain)).contains("already exists"));
+    assert!(refused_msg(s.org_add("ACME", SenderCheck::Domain)).contains("already exists"));
+    assert!(refused_msg(s.org_add("", SenderCheck::Domain)).contains("invalid organization name"));
+    assert!(
+        refused_msg(s.org_add("a b", SenderCheck::Domain)).contains("invalid organization name")
+    );
+    s.org_set_sender_check("acme", SenderCheck::Domain).unwrap();
+    let orgs = s.org_list().unwrap();
+    assert_eq!(orgs.len(), 1);
+    assert_eq!(orgs[0].sender_check, SenderCheck::Domain);
+    assert!(
+        refused_msg(s.org_set_sender_check("nope", SenderCheck::Domain))
+            .contains("no organization")
+    );
+}
+
+#[test]
+fn org_remove_refused_while_in_use_unless_forced() {
+    let (_d, mut s) = temp_store();
+    s.org_add("acme", SenderCheck::Account).unwrap();
+    s.domain_add("acme.example", "acme", true).unwrap();
+    s.account_add("alice@acme.example", "acme.example", AccountKind::EndUser)
+        .unwrap();
+    s.credential_add("acme", "laptop", "acme-laptop-x", HASH)
+        .unwrap();
+    let m = refused_msg(s.org_remove("acme", false));
+    assert!(m.contains("1 domain(s) and 1 credential(s)"), "{m}");
+    s.org_remove("acme", true).unwrap();
+    assert!(s.org_list().unwrap().is_empty());
+    assert!(s.domain_list(None).unwrap().is_empty());
+    assert!(s.account_list(None).unwrap().is_empty());
+    assert!(s.credential_list(None).unwrap().is_empty());
+    // An empty organization goes without --force.
+    s.org_add("empty", SenderCheck::Account).unwrap();
+    s.org_remove("empty", false).unwrap();
+}
+
+#[test]
+fn domains() {
+    let (_d, mut s) = temp_store();
+    s.org_add("acme", SenderCheck::Account).unwrap();
+    s.org_add("other", SenderCheck::Account).unwrap();
+    assert!(refused_msg(s.domain_add("acme.example", "ghost", true)).contains("no organization"));
+    s.domain_add("acme.example", "acme", false).unwrap();
+    assert!(refused_msg(s.domain_add("acme.example", "acme", true))
+        .contains("already registered to organization \"acme\""));
+    let m = refused_msg(s.domain_add("acme.example", "other", true));
+    assert!(m.contains("registered to another organization"), "{m}");
+    assert!(!m.contains("acme\""), "must not name the owner: {m}");
+    assert!(!s.domain_list(Some("acme")).unwrap()[0].active);
+    s.domain_set_active("acme.example", true).unwrap();
+    assert!(refused_msg(s.domain_set_active("acme.example", true)).contains("already active"));
+    assert!(s.domain_list(None).unwrap()[0].active);
+    assert!(s.domain_list(Some("other")).unwrap().is_empty());
+    assert!(refused_msg(s.domain_list(Some("ghost"))).contains("no organization"));
+    s.account_add("a@acme.example", "acme.example", AccountKind::Functional)
+        .unwrap();
+    assert!(refused_msg(s.domain_remove("acme.example", false)).contains("1 account(s)"));
+    s.domain_remove("acme.example", true).unwrap();
+    assert!(s.account_list(None).unwrap().is_empty());
+    assert!(refused_msg(s.domain_remove("acme.example", false)).contains("not registered"));
+}
+
+#[test]
+fn accounts() {
+    let (_d, mut s) = temp_store();
+    s.org_add("acme", SenderCheck::Account).unwrap();
+    s.domain_add("acme.example", "acme", true).unwrap();
+    let m = refused_msg(s.account_add("bob@other.example", "other.example", AccountKind::EndUser));
+    assert!(m.contains("domain other.example is not registered"), "{m}");
+    s.account_add("alice@acme.example", "acme.example", AccountKind::EndUser)
+        .unwrap();
+    s.account_add(
+        "noreply@acme.example",
+        "acme.example",
+        AccountKind::SilentUser,
+    )
+    .unwrap();
+    assert!(refused_msg(s.account_add(
+        "alice@acme.example",
+        "acme.example",
+        AccountKind::Functional
+    ))
+    .contains("already exists"));
+    let list = s.account_list(Some("acme")).unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].kind, AccountKind::EndUser);
+    assert_eq!(list[1].kind, AccountKind::SilentUser);
+    s.account_remove("alice@acme.example").unwrap();
+    assert!(refused_msg(s.account_remove("alice@acme.example")).contains("no account"));
+}
+
+#[test]
+fn credentials() {
+    let (_d, mut s) = temp_store();
+    s.org_add("acme", SenderCheck::Account).unwrap();
+    s.org_add("other", SenderCheck::Account).unwrap();
+    s.credential_add("acme", "laptop", "acme-laptop-a", HASH)
+        .unwrap();
+    s.credential_add("acme", "phone", "acme-phone-b", HASH)
+        .unwrap();
+    // Same label in another organization is fine; in the same one it is not.
+    s.credential_add("other", "laptop", "other-laptop-c", HASH)
+        .unwrap();
+    assert!(
+        refused_msg(s.credential_add("acme", "laptop", "acme-laptop-d", HASH))
+            .contains("already has a credential labelled")
+    );
+    assert!(refused_msg(s.credential_add("acme", "x", "acme-laptop-a", HASH)).contains("taken"));
+    assert!(refused_msg(s.credential_add("acme", "", "u", HASH)).contains("invalid label"));
+    // The schema refuses anything but an argon2id PHC string.
+    assert!(matches!(
+        s.credential_add("acme", "plain", "u2", "secret"),
+        Err(StoreError::Fault(_))
+    ));
+    let rec = s.login_record("acme-laptop-a").unwrap().unwrap();
+    assert_eq!(rec.organization, "acme");
+    assert!(!rec.revoked);
+    assert!(
+        s.login_record("ACME-LAPTOP-A").unwrap().is_none(),
+        "usernames compare exactly"
+    );
+    s.credential_used(rec.credential_id, Some("192.0.2.7"))
+        .unwrap();
+    s.credential_revoke("acme-laptop-a").unwrap();
+    assert!(refused_msg(s.credential_revoke("acme-laptop-a")).contains("already revoked"));
+    assert!(refused_msg(s.credential_revoke("ghost")).contains("no credential"));
+    assert!(s.login_record("acme-laptop-a").unwrap().unwrap().revoked);
+    // A revoked credential frees its label.
+    s.credential_add("acme", "laptop", "acme-laptop-e", HASH)
+        .unwrap();
+    let list = s.credential_list(Some("acme")).unwrap();
+    assert_eq!(list.len(), 3);
+    let used = list.iter().find(|c| c.username == "acme-laptop-a").unwrap();
+    assert_eq!(used.last_ip.as_deref(), Some("192.0.2.7"));
+    assert!(used.last_used.is_some() && used.revoked.is_some());
+}
+
+#[test]
+fn admin_changes_are_events_and_filters_work() {
+    let (_d, mut s) = temp_store();
+    s.org_add("acme", SenderCheck::Account).unwrap();
+    s.domain_add("acme.example", "acme", true).unwrap();
+    let _ = s.domain_add("acme.example", "acme", true); // refused: no event
+    let mut ev = Event::new(EventKind::Auth, "bad_password");
+    ev.login = Some("acme-x".into());
+    ev.time = now() - 7200;
+    s.record_event(&ev).unwrap();
+    let mut ev = Event::new(EventKind::Mail, "accept");
+    ev.sender = Some("alice@acme.example".into());
+    s.record_event(&ev).unwrap();
+
+    let admin = s
+        .events(&EventFilter {
+            kind: Some(EventKind::Admin),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(admin.len(), 2);
+    assert_eq!(
+        admin[0].reason.as_deref(),
+        Some("org add acme sender_check=account")
+    );
+    assert_eq!(admin[0].login.as_deref(), Some("tester"));
+    assert_eq!(
+        admin[1].reason.as_deref(),
+        Some("domain add acme.example org=acme active")
+    );
+    let all = s.events(&EventFilter::default()).unwrap();
+    assert_eq!(all.len(), 4);
+    let recent = s
+        .events(&EventFilter {
+            since: Some(now() - 3600),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(recent.len(), 3);
+    let by_login = s
+        .events(&EventFilter {
+            login: Some("acme-x".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(by_login.len(), 1);
+    let by_sender = s
+        .events(&EventFilter {
+            sender: Some("alice@acme.example".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(by_sender.len(), 1);
+    let last2 = s
+        .events(&EventFilter {
+            limit: Some(2),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(last2.len(), 2);
+    assert!(last2[0].id < last2[1].id, "oldest first");
+    assert_eq!(last2[1].kind, EventKind::Mail);
+    assert_eq!(s.prune_events(now() - 3600).unwrap(), 1);
+    assert_eq!(s.events(&EventFilter::default()).unwrap().len(), 3);
+}
+
+#[test]
+fn another_connection_sees_changes_at_next_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let mut a = Store::open(&path, Duration::from_secs(1), "a").unwrap();
+    let b = Store::open_existing(&path, Duration::from_secs(1)).unwrap();
+    assert!(b.org_list().unwrap().is_empty());
+    a.org_add("acme", SenderCheck::Account).unwrap();
+    assert_eq!(b.org_list().unwrap().len(), 1);
+}
+
+#[test]
+fn locked_past_timeout_is_a_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let mut a = Store::open(&path, Duration::from_millis(100), "a").unwrap();
+    let mut b = Store::open(&path, Duration::from_millis(100), "b").unwrap();
+    let tx = a
+        .conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .unwrap();
+    match b.org_add("acme", SenderCheck::Account) {
+        Err(StoreError::Fault(m)) => assert!(m.contains("locked"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    tx.rollback().unwrap();
+    b.org_add("acme", SenderCheck::Account).unwrap();
+}

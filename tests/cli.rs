@@ -1,0 +1,612 @@
+//! The admin CLI driven as a process on a temporary data directory.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Pw {
+    dir: tempfile::TempDir,
+}
+
+impl Pw {
+    fn new() -> Pw {
+        Pw {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn data(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_postwarden"));
+        c.env_remove("POSTWARDEN_CONFIG")
+            .env("POSTWARDEN_DATA_DIR", self.data())
+            .env("USER", "tester")
+            .env_remove("SUDO_USER")
+            .current_dir(self.dir.path());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs and expects exit 0; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let s = self.ok(&a);
+        serde_json::from_str(&s)
+            .unwrap_or_else(|e| panic!("{args:?}: not one JSON document ({e}): {s}"))
+    }
+
+    /// Runs and expects `code`; returns stderr, which must be one line.
+    fn fails(&self, code: i32, args: &[&str]) -> String {
+        let out = self.run(args);
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} printed on stdout");
+        if code == 1 {
+            assert_eq!(
+                err.trim_end().lines().count(),
+                1,
+                "{args:?}: not one line: {err}"
+            );
+        }
+        err
+    }
+
+    fn acme(&self) {
+        self.ok(&["org", "add", "acme"]);
+        self.ok(&["domain", "add", "acme.example", "--org", "acme"]);
+        self.ok(&["account", "add", "alice@acme.example", "--kind", "end_user"]);
+    }
+}
+
+#[test]
+fn walkthrough_from_the_issue() {
+    let pw = Pw::new();
+    pw.acme();
+    let out = pw.ok(&["credential", "new", "--org", "acme", "--label", "laptop"]);
+    let user = out
+        .lines()
+        .find_map(|l| l.strip_prefix("username: "))
+        .unwrap()
+        .to_string();
+    let pass = out
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .unwrap()
+        .to_string();
+    assert!(user.starts_with("acme-laptop-"), "{user}");
+    assert_eq!(pass.len(), 29);
+
+    let list = pw.json(&["credential", "list"]);
+    let rows = list.as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["label"], "laptop");
+    assert_eq!(rows[0]["username"], user.as_str());
+    let text = list.to_string();
+    assert!(
+        !text.contains(&pass) && !text.contains("argon2"),
+        "secret in list: {text}"
+    );
+    assert!(rows[0].get("hash").is_none() && rows[0].get("password").is_none());
+
+    // The database holds an argon2id PHC string and not the password.
+    let db = std::fs::read(pw.data().join("postwarden.db")).unwrap();
+    let wal = std::fs::read(pw.data().join("postwarden.db-wal")).unwrap_or_default();
+    let all = [db, wal].concat();
+    let hay = String::from_utf8_lossy(&all);
+    assert!(hay.contains("$argon2id$v=19$m=19456,t=2,p=1$"));
+    assert!(!hay.contains(&pass));
+
+    let err = pw.fails(
+        1,
+        &["account", "add", "bob@other.example", "--kind", "end_user"],
+    );
+    assert!(
+        err.contains("domain other.example is not registered"),
+        "{err}"
+    );
+
+    let log = pw.ok(&["log", "--kind", "admin"]);
+    for needle in [
+        "org add acme",
+        "domain add acme.example org=acme active",
+        "account add alice@acme.example kind=end_user",
+        &format!("credential new {user} label=laptop"),
+    ] {
+        assert!(log.contains(needle), "{needle} missing from log:\n{log}");
+    }
+    assert_eq!(
+        log.lines().count(),
+        4,
+        "a refused change is not logged:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .all(|l| l.contains(" admin ok login=tester org=acme ")),
+        "{log}"
+    );
+}
+
+#[test]
+fn json_shapes() {
+    let pw = Pw::new();
+    let v = pw.json(&["org", "add", "acme", "--sender-check", "domain"]);
+    assert_eq!(
+        v,
+        serde_json::json!({"name": "acme", "sender_check": "domain"})
+    );
+    let v = pw.json(&["org", "set", "acme", "--sender-check", "account"]);
+    assert_eq!(v["sender_check"], "account");
+    let v = pw.json(&[
+        "domain",
+        "add",
+        "Bücher.Example",
+        "--org",
+        "acme",
+        "--inactive",
+    ]);
+    assert_eq!(v["name"], "xn--bcher-kva.example");
+    assert_eq!(v["display"], "bücher.example");
+    assert_eq!(v["active"], false);
+    let v = pw.json(&["domain", "activate", "bücher.example"]);
+    assert_eq!(
+        v,
+        serde_json::json!({"name": "xn--bcher-kva.example", "active": true})
+    );
+    let v = pw.json(&[
+        "account",
+        "add",
+        "Info@BÜCHER.example",
+        "--kind",
+        "functional",
+    ]);
+    assert_eq!(
+        v,
+        serde_json::json!({"address": "info@xn--bcher-kva.example", "kind": "functional"})
+    );
+    let v = pw.json(&["org", "list"]);
+    assert_eq!(v[0]["name"], "acme");
+    assert_eq!(v[0]["domains"], 1);
+    assert_eq!(v[0]["accounts"], 1);
+    assert_eq!(v[0]["credentials"], 0);
+    let v = pw.json(&["domain", "list", "--org", "acme"]);
+    assert_eq!(v[0]["display"], "bücher.example");
+    assert_eq!(v[0]["accounts"], 1);
+    let v = pw.json(&["account", "list"]);
+    assert_eq!(v[0]["address"], "info@xn--bcher-kva.example");
+    assert_eq!(v[0]["kind"], "functional");
+    assert_eq!(v[0]["organization"], "acme");
+    let v = pw.json(&["credential", "new", "--org", "acme", "--label", "phone"]);
+    assert_eq!(v["organization"], "acme");
+    assert!(v["password"].as_str().unwrap().len() == 29);
+    let user = v["username"].as_str().unwrap().to_string();
+    let v = pw.json(&["credential", "revoke", &user]);
+    assert_eq!(v["revoked"], user.as_str());
+    let v = pw.json(&["credential", "list", "--org", "acme"]);
+    assert!(v[0]["revoked"].is_i64());
+    let v = pw.json(&["log", "--kind", "admin", "--limit", "2"]);
+    let arr = v.as_array().unwrap();
+    assert_eq!(arr.len(), 2);
+    assert_eq!(arr[1]["reason"], format!("credential revoke {user}"));
+    assert_eq!(arr[1]["kind"], "admin");
+    let v = pw.json(&["account", "remove", "info@bücher.example"]);
+    assert_eq!(v["removed"], "info@xn--bcher-kva.example");
+    let v = pw.json(&["domain", "remove", "xn--bcher-kva.example"]);
+    assert_eq!(v["removed"], "xn--bcher-kva.example");
+    let v = pw.json(&["org", "remove", "acme"]);
+    assert_eq!(v["removed"], "acme");
+    let v = pw.json(&["check-config"]);
+    assert_eq!(v["store"]["busy_timeout"], "5s");
+    assert_eq!(v["data_dir"], pw.data().to_str().unwrap());
+}
+
+#[test]
+fn rules_are_refused_with_exit_1() {
+    let pw = Pw::new();
+    pw.acme();
+    pw.ok(&["org", "add", "other"]);
+    let cases: &[(&[&str], &str)] = &[
+        (&["org", "add", "acme"], "already exists"),
+        (&["org", "add", "bad name"], "invalid organization name"),
+        (
+            &["domain", "add", "acme.example", "--org", "acme"],
+            "already registered",
+        ),
+        (
+            &["domain", "add", "ACME.example", "--org", "other"],
+            "registered to another organization",
+        ),
+        (
+            &["domain", "add", "no_such", "--org", "acme"],
+            "invalid domain name",
+        ),
+        (
+            &["domain", "add", "x.example", "--org", "ghost"],
+            "no organization named \"ghost\"",
+        ),
+        (&["domain", "activate", "acme.example"], "already active"),
+        (&["domain", "deactivate", "ghost.example"], "not registered"),
+        (
+            &["account", "add", "Alice@ACME.example", "--kind", "end_user"],
+            "already exists",
+        ),
+        (
+            &["account", "add", "not-an-address", "--kind", "end_user"],
+            "invalid address",
+        ),
+        (&["account", "remove", "nobody@acme.example"], "no account"),
+        (
+            &["credential", "new", "--org", "ghost", "--label", "x"],
+            "no organization",
+        ),
+        (&["credential", "revoke", "ghost"], "no credential"),
+        (&["org", "remove", "acme"], "still has 1 domain(s)"),
+        (
+            &["domain", "remove", "acme.example"],
+            "still has 1 account(s)",
+        ),
+    ];
+    for (args, needle) in cases {
+        let err = pw.fails(1, args);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    pw.ok(&["credential", "new", "--org", "acme", "--label", "laptop"]);
+    let err = pw.fails(
+        1,
+        &["credential", "new", "--org", "acme", "--label", "laptop"],
+    );
+    assert!(err.contains("already has a credential labelled"), "{err}");
+    // --force removes what depends on it.
+    pw.ok(&["org", "remove", "acme", "--force"]);
+    assert_eq!(pw.json(&["domain", "list"]).as_array().unwrap().len(), 0);
+    assert_eq!(
+        pw.json(&["credential", "list"]).as_array().unwrap().len(),
+        0
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let pw = Pw::new();
+    for args in [
+        &["frobnicate"][..],
+        &["org"],
+        &["org", "add"],
+        &["account", "add", "a@b.example", "--kind", "admin"],
+        &["org", "add", "x", "--sender-check", "maybe"],
+        &["log", "--since", "yesterday"],
+        &["log", "--kind", "smtp"],
+        &["log", "--limit", "-1"],
+    ] {
+        pw.fails(2, args);
+    }
+    assert!(
+        !pw.data().exists(),
+        "a usage error must not create the store"
+    );
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn check_config_prints_effective_config_and_names_errors() {
+    let pw = Pw::new();
+    let out = pw.ok(&["check-config"]);
+    assert!(out.contains("busy_timeout = \"5s\""), "{out}");
+    assert!(out.contains("memory_kib = 19456"), "{out}");
+    let cfg = pw.dir.path().join("pw.toml");
+    write(&cfg, "[store]\nbusy_timeout = \"250ms\"\n");
+    let out = pw.ok(&["check-config", "--config", cfg.to_str().unwrap()]);
+    assert!(out.contains("busy_timeout = \"250ms\""), "{out}");
+
+    let cases = [
+        (
+            "log_level = \"info\"\nbogus = 1\n",
+            "line 2",
+            "unknown field `bogus`",
+        ),
+        (
+            "[password_hash]\nmemory_kib = \"big\"\n",
+            "line 2",
+            "key `password_hash.memory_kib`: invalid type",
+        ),
+        (
+            "[auth]\nlisten = \"tcp:1.2.3.4\"\n",
+            "line 2",
+            "key `auth.listen`: invalid address",
+        ),
+        (
+            "\n\n[store]\nbusy_timeout = \"fast\"\n",
+            "line 4",
+            "key `store.busy_timeout`: invalid duration \"fast\"",
+        ),
+        (
+            "[password_hash]\nparallelism = 0\n",
+            "line 2",
+            "key `password_hash.parallelism`",
+        ),
+    ];
+    for (text, line, needle) in cases {
+        write(&cfg, text);
+        let err = pw.fails(2, &["check-config", "--config", cfg.to_str().unwrap()]);
+        assert!(err.contains(cfg.to_str().unwrap()), "file not named: {err}");
+        assert!(err.contains(line), "{line} not in: {err}");
+        assert!(err.contains(needle), "{needle} not in: {err}");
+    }
+    let err = pw.fails(2, &["check-config", "--config", "/nonexistent/pw.toml"]);
+    assert!(
+        err.contains("/nonexistent/pw.toml: cannot read configuration"),
+        "{err}"
+    );
+    // Other commands refuse a bad config the same way.
+    let err = pw.fails(2, &["org", "list", "--config", cfg.to_str().unwrap()]);
+    assert!(err.contains("password_hash.parallelism"), "{err}");
+}
+
+#[test]
+fn data_dir_option_env_and_default() {
+    let pw = Pw::new();
+    // --data-dir beats POSTWARDEN_DATA_DIR.
+    let other = pw.dir.path().join("other");
+    pw.ok(&["org", "add", "a", "--data-dir", other.to_str().unwrap()]);
+    assert!(other.join("postwarden.db").exists());
+    assert!(!pw.data().exists());
+    // Without either: ./postwarden-data in the working directory.
+    let out = Command::new(env!("CARGO_BIN_EXE_postwarden"))
+        .args(["org", "add", "b"])
+        .env_remove("POSTWARDEN_DATA_DIR")
+        .env_remove("POSTWARDEN_CONFIG")
+        .current_dir(pw.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(pw.dir.path().join("postwarden-data/postwarden.db").exists());
+}
+
+#[test]
+fn log_filters() {
+    let pw = Pw::new();
+    pw.acme();
+    pw.ok(&["org", "add", "other"]);
+    let all = pw.json(&["log"]);
+    assert_eq!(all.as_array().unwrap().len(), 4);
+    let by_sender = pw.json(&["log", "--sender", "nobody@acme.example"]);
+    assert_eq!(by_sender.as_array().unwrap().len(), 0);
+    assert_eq!(
+        pw.json(&["log", "--kind", "auth"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        pw.json(&["log", "--login", "tester"])
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    assert_eq!(
+        pw.json(&["log", "--login", "someone"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        pw.json(&["log", "--since", "1h"]).as_array().unwrap().len(),
+        4
+    );
+    assert_eq!(
+        pw.json(&["log", "--since", "2999-01-01T00:00:00Z"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let last = pw.json(&["log", "--limit", "1"]);
+    assert_eq!(last[0]["reason"], "org add other sender_check=account");
+}
+
+/// Holds an IMMEDIATE (write) transaction on the database from this process for `hold`.
+fn hold_write_lock(db: &Path, hold: Duration) -> std::thread::JoinHandle<()> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    std::thread::spawn(move || {
+        std::thread::sleep(hold);
+        conn.execute_batch("COMMIT").unwrap();
+    })
+}
+
+#[test]
+fn cli_write_while_another_process_holds_the_database() {
+    let pw = Pw::new();
+    pw.ok(&["org", "add", "acme"]);
+    let db = pw.data().join("postwarden.db");
+    // A reader holding the database open does not block a write at all.
+    let reader = rusqlite::Connection::open(&db).unwrap();
+    reader
+        .execute_batch("BEGIN; SELECT COUNT(*) FROM organization;")
+        .unwrap();
+    pw.ok(&["domain", "add", "acme.example", "--org", "acme"]);
+    reader.execute_batch("COMMIT").unwrap();
+    // A writer holding the lock briefly: the CLI waits (busy timeout 5 s) and succeeds.
+    let t = hold_write_lock(&db, Duration::from_millis(800));
+    let start = Instant::now();
+    pw.ok(&["account", "add", "alice@acme.example", "--kind", "end_user"]);
+    assert!(
+        start.elapsed() >= Duration::from_millis(500),
+        "did not wait for the lock"
+    );
+    t.join().unwrap();
+    // A writer holding it past the busy timeout: a clear error, exit 1, nothing half-written.
+    let cfg = pw.dir.path().join("short.toml");
+    write(&cfg, "[store]\nbusy_timeout = \"200ms\"\n");
+    let t = hold_write_lock(&db, Duration::from_millis(1500));
+    let err = pw.fails(
+        1,
+        &[
+            "account",
+            "add",
+            "bob@acme.example",
+            "--kind",
+            "end_user",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("database is locked by another process"),
+        "{err}"
+    );
+    t.join().unwrap();
+    let accounts = pw.json(&["account", "list"]);
+    assert_eq!(accounts.as_array().unwrap().len(), 1);
+    // And the daemon holding the database open does not get in the way either.
+    let mut daemon = pw.cmd().arg("run").stderr(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    pw.ok(&["account", "add", "bob@acme.example", "--kind", "end_user"]);
+    stop(&mut daemon);
+}
+
+fn stop(child: &mut std::process::Child) -> (Duration, std::process::ExitStatus) {
+    let start = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (start.elapsed(), status);
+        }
+        if start.elapsed() > Duration::from_secs(5) {
+            child.kill().unwrap();
+            panic!("daemon did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn run_starts_on_the_embedded_default_and_stops_on_signals() {
+    let pw = Pw::new();
+    for signal in ["-TERM", "-INT"] {
+        let child = pw
+            .cmd()
+            .arg("run")
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait for readiness: the store exists.
+        let start = Instant::now();
+        while !pw.data().join("postwarden.db").exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "daemon never created its store"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let t = Instant::now();
+        Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "took {:?} to stop",
+            t.elapsed()
+        );
+        assert!(out.status.success(), "{signal}: {:?}", out.status);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(log.contains("postwarden ready"), "{log}");
+        assert!(log.contains("postwarden stopped"), "{log}");
+    }
+}
+
+#[test]
+fn run_log_level_from_config_and_rust_log() {
+    let pw = Pw::new();
+    let cfg = pw.dir.path().join("quiet.toml");
+    write(&cfg, "log_level = \"warn\"\n");
+    let mut child = pw
+        .cmd()
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    stop(&mut child);
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        !err.contains("postwarden ready"),
+        "info shown at warn level: {err}"
+    );
+    // RUST_LOG overrides the config.
+    let mut child = pw
+        .cmd()
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    stop(&mut child);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("postwarden ready"), "{err}");
+}
+
+#[test]
+fn newer_schema_is_refused_clearly() {
+    let pw = Pw::new();
+    pw.ok(&["org", "add", "acme"]);
+    let conn = rusqlite::Connection::open(pw.data().join("postwarden.db")).unwrap();
+    conn.pragma_update(None, "user_version", 1000).unwrap();
+    drop(conn);
+    let err = pw.fails(1, &["org", "list"]);
+    assert!(
+        err.contains("schema version 1000 is newer than this postwarden knows"),
+        "{err}"
+    );
+}
