@@ -44,6 +44,19 @@ pub struct AuthConfig {
     pub listen: ListenAddr,
     pub socket_mode: SocketMode,
     pub socket_group: String,
+    pub allow_plaintext: bool,
+    pub max_parallel_hashes: u32,
+    pub throttle: ThrottleConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleConfig {
+    pub window: HumanDuration,
+    pub free_failures: u32,
+    pub delay: HumanDuration,
+    pub max_delay: HumanDuration,
+    pub block_after: u32,
 }
 
 /// Partial forms used for parsing: every key optional, merged over the default.
@@ -85,6 +98,20 @@ mod partial {
         pub listen: Option<ListenAddr>,
         pub socket_mode: Option<SocketMode>,
         pub socket_group: Option<String>,
+        pub allow_plaintext: Option<bool>,
+        pub max_parallel_hashes: Option<u32>,
+        #[serde(default)]
+        pub throttle: ThrottleConfig,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ThrottleConfig {
+        pub window: Option<HumanDuration>,
+        pub free_failures: Option<u32>,
+        pub delay: Option<HumanDuration>,
+        pub max_delay: Option<HumanDuration>,
+        pub block_after: Option<u32>,
     }
 }
 
@@ -142,7 +169,24 @@ impl Config {
             iterations,
             parallelism
         );
-        merge!(cfg.auth, over.auth, listen, socket_mode, socket_group);
+        merge!(
+            cfg.auth,
+            over.auth,
+            listen,
+            socket_mode,
+            socket_group,
+            allow_plaintext,
+            max_parallel_hashes
+        );
+        merge!(
+            cfg.auth.throttle,
+            over.auth.throttle,
+            window,
+            free_failures,
+            delay,
+            max_delay,
+            block_after
+        );
         cfg.validate(origin, text)?;
         Ok(cfg)
     }
@@ -178,6 +222,22 @@ impl Config {
                 "store.busy_timeout",
                 "must be at most 60s (a longer wait would outlast Postfix's timeouts)".into(),
             );
+        }
+        let th = &self.auth.throttle;
+        if th.max_delay.0 > Duration::from_secs(8) {
+            return err(
+                "auth.throttle.max_delay",
+                "must be at most 8s (Postfix answers 454 to everyone after 10s)".into(),
+            );
+        }
+        if th.delay.0 > th.max_delay.0 {
+            return err(
+                "auth.throttle.delay",
+                "must not exceed auth.throttle.max_delay".into(),
+            );
+        }
+        if th.window.0.is_zero() {
+            return err("auth.throttle.window", "must be longer than 0s".into());
         }
         if self.store.path.as_os_str().is_empty() {
             return err("store.path", "must not be empty".into());
@@ -513,6 +573,23 @@ mod tests {
         );
         let e = err("[store]\nbusy_timeout = \"2min\"\n");
         assert!(e.contains("store.busy_timeout"), "{e}");
+    }
+
+    #[test]
+    fn nested_sections_merge_and_validate() {
+        let cfg = Config::parse("[auth.throttle]\nblock_after = 5\n", "x").unwrap();
+        assert_eq!(cfg.auth.throttle.block_after, 5);
+        assert_eq!(cfg.auth.throttle.free_failures, 3);
+        let e = err("[auth.throttle]\nmax_delay = \"9s\"\n");
+        assert_eq!(
+            e,
+            "test.toml: line 2: key `auth.throttle.max_delay`: must be at most 8s (Postfix answers 454 to everyone after 10s)"
+        );
+        let e = err("[auth.throttle]\nwindow = 5\n");
+        assert!(
+            e.contains("auth.throttle.window") && e.contains("line 2"),
+            "{e}"
+        );
     }
 
     #[test]

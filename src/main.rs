@@ -32,17 +32,23 @@ fn run(cli: &Cli) -> cli::CliResult {
         .build()
         .map_err(|e| cli::CliError::Refused(format!("cannot start the runtime: {e}")))?;
     runtime
-        .block_on(postwarden::server::run(cfg, shutdown_signal()))
+        .block_on(async {
+            // Handlers first: a signal that arrives during start-up stops the daemon once it is up.
+            let shutdown = shutdown_signal()?;
+            postwarden::server::run(cfg, shutdown).await
+        })
         .map_err(|e| cli::CliError::Refused(format!("{e:#}")))
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Registers SIGTERM and SIGINT handlers; the returned future resolves on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
-        _ = int.recv() => tracing::info!("SIGINT received, stopping"),
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
+            _ = int.recv() => tracing::info!("SIGINT received, stopping"),
+        }
+    })
 }

@@ -2,11 +2,18 @@
 //! services and returns when `shutdown` resolves.
 
 use std::future::Future;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use anyhow::{bail, Context};
+use tokio::net::{TcpListener, UnixListener};
+use tracing::{debug, info, warn};
 
-use crate::config::Config;
+use crate::auth::AuthService;
+use crate::config::{Config, ListenAddr, SocketMode};
 use crate::store::{self, Store};
 
 /// How often old events are removed.
@@ -28,17 +35,180 @@ fn prune(cfg: &Config) {
     }
 }
 
+/// A bound listening socket, Unix or TCP.
+pub enum Listener {
+    Unix(UnixListener, PathBuf),
+    Tcp(TcpListener),
+}
+
+/// The numeric id of a group named in /etc/group.
+fn group_id(name: &str) -> anyhow::Result<u32> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").context("reading /etc/group")?;
+    groups
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next() == Some(name))
+                .then(|| f.nth(1).and_then(|g| g.parse().ok()))
+                .flatten()
+        })
+        .with_context(|| format!("no group named {name:?}"))
+}
+
+/// Binds a Unix socket at `path`, replacing a stale socket file but never a live one or
+/// anything that is not a socket.
+fn bind_unix(path: &Path, mode: SocketMode, group: &str) -> anyhow::Result<UnixListener> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            bail!(
+                "{} exists and is not a socket; refusing to replace it",
+                path.display()
+            );
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("{} is in use by another running process", path.display());
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
+        debug!(path = %path.display(), "stale socket replaced");
+    }
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() && !parent.is_dir() {
+            bail!(
+                "directory {} for socket {} does not exist",
+                parent.display(),
+                path.display()
+            );
+        }
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    if !group.is_empty() {
+        let gid = group_id(group)?;
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .with_context(|| format!("setting group {group} on {}", path.display()))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode.0))
+        .with_context(|| format!("setting mode {:04o} on {}", mode.0, path.display()))?;
+    Ok(listener)
+}
+
+impl Listener {
+    pub async fn bind(
+        addr: &ListenAddr,
+        mode: SocketMode,
+        group: &str,
+    ) -> anyhow::Result<Listener> {
+        match addr {
+            ListenAddr::Unix(path) => {
+                Ok(Listener::Unix(bind_unix(path, mode, group)?, path.clone()))
+            }
+            ListenAddr::Inet(sa) => {
+                let l = TcpListener::bind(sa)
+                    .await
+                    .with_context(|| format!("binding {sa}"))?;
+                if !sa.ip().is_loopback() {
+                    warn!(address = %sa, "listening on a non-loopback address: restrict access to it");
+                }
+                Ok(Listener::Tcp(l))
+            }
+        }
+    }
+
+    /// The bound address, as a ListenAddr (with the real port for `inet:...:0`).
+    pub fn local_addr(&self) -> ListenAddr {
+        match self {
+            Listener::Unix(_, p) => ListenAddr::Unix(p.clone()),
+            Listener::Tcp(l) => ListenAddr::Inet(l.local_addr().expect("bound socket")),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Serves the Dovecot auth protocol on `listener` with `service` deciding logins.
+pub async fn serve_auth(listener: Listener, service: Arc<AuthService>) {
+    let config = Arc::new(dovecot_auth::ServerConfig::default());
+    let counter = AtomicU32::new(0);
+    loop {
+        let cuid = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        let ids = dovecot_auth::ConnectionIds::for_this_process(cuid);
+        let (service, config) = (Arc::clone(&service), Arc::clone(&config));
+        match &listener {
+            Listener::Unix(l, _) => match l.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(async move {
+                        finish_auth_connection(
+                            cuid,
+                            dovecot_auth::serve_connection(stream, service, &config, ids).await,
+                        )
+                    });
+                }
+                Err(e) => accept_error(e).await,
+            },
+            Listener::Tcp(l) => match l.accept().await {
+                Ok((stream, peer)) => {
+                    debug!(%peer, cuid, "auth connection");
+                    tokio::spawn(async move {
+                        finish_auth_connection(
+                            cuid,
+                            dovecot_auth::serve_connection(stream, service, &config, ids).await,
+                        )
+                    });
+                }
+                Err(e) => accept_error(e).await,
+            },
+        }
+    }
+}
+
+/// The crate has already logged an error as one warning; this only traces the close.
+fn finish_auth_connection(cuid: u32, result: Result<(), dovecot_auth::ProtocolError>) {
+    match result {
+        Ok(()) => debug!(cuid, "auth connection closed"),
+        Err(e) => debug!(cuid, error = %e, "auth connection closed after an error"),
+    }
+}
+
+/// Out of file descriptors and the like: log, pause briefly, keep serving.
+async fn accept_error(e: std::io::Error) {
+    warn!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
 /// Runs the daemon until `shutdown` resolves.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     // Create and migrate the store once; requests open it without creating it.
-    let store = Store::open(&cfg.store_path(), cfg.store.busy_timeout.0, "postwarden")?;
-    drop(store);
-    let prune_cfg = cfg.clone();
+    drop(Store::open(
+        &cfg.store_path(),
+        cfg.store.busy_timeout.0,
+        "postwarden",
+    )?);
+    let cfg = Arc::new(cfg);
+
+    let auth_service = Arc::new(AuthService::new(Arc::clone(&cfg))?);
+    let auth_addr = cfg.resolve(&cfg.auth.listen);
+    let auth_listener = Listener::bind(&auth_addr, cfg.auth.socket_mode, &cfg.auth.socket_group)
+        .await
+        .context("auth listener")?;
+    info!(listen = %auth_listener.local_addr(), "auth socket listening");
+    let auth_task = tokio::spawn(serve_auth(auth_listener, auth_service));
+
+    let prune_cfg = Arc::clone(&cfg);
     let pruner = tokio::spawn(async move {
         let mut tick = tokio::time::interval(PRUNE_EVERY);
         loop {
             tick.tick().await;
-            let c = prune_cfg.clone();
+            let c = Arc::clone(&prune_cfg);
             let _ = tokio::task::spawn_blocking(move || prune(&c)).await;
         }
     });
@@ -49,6 +219,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     );
     shutdown.await;
     pruner.abort();
+    auth_task.abort();
+    let _ = auth_task.await;
     info!("postwarden stopped");
     Ok(())
 }

@@ -512,42 +512,63 @@ fn stop(child: &mut std::process::Child) -> (Duration, std::process::ExitStatus)
     }
 }
 
+/// Starts `postwarden run` with `args`/`env` and waits until its auth socket exists (it is
+/// bound just before the daemon reports ready); stderr is collected by a thread.
+fn start_daemon(
+    pw: &Pw,
+    args: &[&str],
+    rust_log: Option<&str>,
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    let mut cmd = pw.cmd();
+    cmd.arg("run").args(args).stderr(Stdio::piped());
+    match rust_log {
+        Some(l) => cmd.env("RUST_LOG", l),
+        None => cmd.env_remove("RUST_LOG"),
+    };
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        use std::io::Read;
+        let _ = std::io::BufReader::new(stderr).read_to_string(&mut all);
+        all
+    });
+    let start = Instant::now();
+    while !pw.data().join("auth").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "daemon never bound its socket"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "daemon exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    (child, reader)
+}
+
 #[test]
 fn run_starts_on_the_embedded_default_and_stops_on_signals() {
     let pw = Pw::new();
     for signal in ["-TERM", "-INT"] {
-        let child = pw
-            .cmd()
-            .arg("run")
-            .env_remove("RUST_LOG")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Wait for readiness: the store exists.
-        let start = Instant::now();
-        while !pw.data().join("postwarden.db").exists() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "daemon never created its store"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(200));
+        let (mut child, reader) = start_daemon(&pw, &[], None);
+        assert!(pw.data().join("postwarden.db").exists());
         let t = Instant::now();
         Command::new("kill")
             .args([signal, &child.id().to_string()])
             .status()
             .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let status = child.wait().unwrap();
         assert!(
             t.elapsed() < Duration::from_secs(1),
             "took {:?} to stop",
             t.elapsed()
         );
-        assert!(out.status.success(), "{signal}: {:?}", out.status);
-        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(status.success(), "{signal}: {status:?}");
+        let log = reader.join().unwrap();
         assert!(log.contains("postwarden ready"), "{log}");
         assert!(log.contains("postwarden stopped"), "{log}");
+        // The socket is gone with the daemon; the next start binds it again.
+        assert!(!pw.data().join("auth").exists());
     }
 }
 
@@ -556,45 +577,41 @@ fn run_log_level_from_config_and_rust_log() {
     let pw = Pw::new();
     let cfg = pw.dir.path().join("quiet.toml");
     write(&cfg, "log_level = \"warn\"\n");
-    let mut child = pw
-        .cmd()
-        .args(["run", "--config", cfg.to_str().unwrap()])
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let (mut child, reader) = start_daemon(&pw, &["--config", cfg.to_str().unwrap()], None);
     stop(&mut child);
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = reader.join().unwrap();
     assert!(
         !err.contains("postwarden ready"),
         "info shown at warn level: {err}"
     );
     // RUST_LOG overrides the config.
-    let mut child = pw
-        .cmd()
-        .args(["run", "--config", cfg.to_str().unwrap()])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let (mut child, reader) = start_daemon(&pw, &["--config", cfg.to_str().unwrap()], Some("info"));
     stop(&mut child);
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = reader.join().unwrap();
     assert!(err.contains("postwarden ready"), "{err}");
+}
+
+#[test]
+fn a_live_socket_is_never_taken_over() {
+    let pw = Pw::new();
+    let (mut first, _r) = start_daemon(&pw, &[], None);
+    let out = pw.cmd().arg("run").env_remove("RUST_LOG").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is in use by another running process"),
+        "{err}"
+    );
+    stop(&mut first);
+    // Something that is not a socket is never replaced.
+    std::fs::write(pw.data().join("auth"), "keep me").unwrap();
+    let out = pw.cmd().arg("run").env_remove("RUST_LOG").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a socket"));
+    assert_eq!(
+        std::fs::read_to_string(pw.data().join("auth")).unwrap(),
+        "keep me"
+    );
 }
 
 #[test]
@@ -609,4 +626,123 @@ fn newer_schema_is_refused_clearly() {
         err.contains("schema version 1000 is newer than this postwarden knows"),
         "{err}"
     );
+}
+
+#[test]
+fn auth_socket_over_tcp_speaks_the_dovecot_protocol() {
+    use base64::Engine;
+    use std::io::{BufRead, BufReader, Write};
+    let pw = Pw::new();
+    pw.ok(&["org", "add", "acme"]);
+    let v = pw.json(&["credential", "new", "--org", "acme", "--label", "tcp"]);
+    let (user, pass) = (
+        v["username"].as_str().unwrap(),
+        v["password"].as_str().unwrap(),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = pw.dir.path().join("tcp.toml");
+    write(
+        &cfg,
+        &format!("[auth]\nlisten = \"inet:127.0.0.1:{port}\"\n"),
+    );
+    let mut child = pw
+        .cmd()
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let stream = loop {
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no TCP listener");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    w.write_all(b"VERSION\t1\t0\nCPID\t4242\n").unwrap();
+    let mut handshake = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let line = line.trim_end().to_string();
+        let done = line == "DONE";
+        handshake.push(line);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(handshake[0], "VERSION\t1\t2");
+    assert_eq!(handshake[1], "MECH\tPLAIN\tplaintext");
+    assert_eq!(handshake[2], "MECH\tLOGIN\tplaintext");
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut ask = |line: String| {
+        w.write_all(line.as_bytes()).unwrap();
+        let mut reply = String::new();
+        r.read_line(&mut reply).unwrap();
+        reply.trim_end().to_string()
+    };
+    let ok = ask(format!(
+        "AUTH\t1\tPLAIN\tservice=smtp\tnologin\tlip=127.0.0.1\trip=192.0.2.5\tsecured\tresp={}\n",
+        b64(&format!("\0{user}\0{pass}"))
+    ));
+    assert_eq!(ok, format!("OK\t1\tuser={user}"));
+    let bad = ask(format!(
+        "AUTH\t2\tPLAIN\tservice=smtp\trip=192.0.2.5\tsecured\tresp={}\n",
+        b64(&format!("\0{user}\0wrong"))
+    ));
+    assert_eq!(bad, format!("FAIL\t2\tuser={user}"));
+    // Without `secured` (no TLS): refused by default.
+    let plain = ask(format!(
+        "AUTH\t3\tPLAIN\tservice=smtp\trip=192.0.2.5\tresp={}\n",
+        b64(&format!("\0{user}\0{pass}"))
+    ));
+    assert_eq!(plain, format!("FAIL\t3\tuser={user}"));
+    // Impersonation: authzid differs from the login.
+    let imp = ask(format!(
+        "AUTH\t4\tPLAIN\tservice=smtp\trip=192.0.2.5\tsecured\tresp={}\n",
+        b64(&format!("someone\0{user}\0{pass}"))
+    ));
+    assert!(imp.starts_with("FAIL\t4"), "{imp}");
+    // LOGIN in two rounds.
+    assert_eq!(
+        ask("AUTH\t5\tLOGIN\tservice=smtp\trip=192.0.2.5\tsecured\n".into()),
+        "CONT\t5\tVXNlcm5hbWU6"
+    );
+    assert_eq!(
+        ask(format!("CONT\t5\t{}\n", b64(user))),
+        "CONT\t5\tUGFzc3dvcmQ6"
+    );
+    assert_eq!(
+        ask(format!("CONT\t5\t{}\n", b64(pass))),
+        format!("OK\t5\tuser={user}")
+    );
+    // Malformed input closes this connection only.
+    w.write_all(b"GARBAGE\x01\tline\n").unwrap();
+    let mut rest = String::new();
+    let n = r.read_line(&mut rest).unwrap_or(0);
+    assert_eq!(n, 0, "connection stayed open: {rest:?}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    stop(&mut child);
+    let reasons: Vec<String> = pw
+        .json(&["log", "--kind", "auth"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["ok", "bad_password", "no_tls", "authzid_mismatch", "ok"]
+    );
+    let cred = &pw.json(&["credential", "list"])[0];
+    assert_eq!(cred["last_ip"], "192.0.2.5");
 }

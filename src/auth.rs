@@ -1,0 +1,566 @@
+//! The login decision behind the auth socket: the `dovecot-auth` verifier over the store,
+//! with brute-force throttling and bounded argon2 concurrency.
+//!
+//! - argon2id runs on the blocking pool, at most `max_parallel_hashes` at once, so a flood
+//!   of logins cannot starve the milters' async threads;
+//! - an unknown username costs the same argon2 work as a wrong password and gets the same
+//!   reply (no user enumeration);
+//! - a fault (store missing, unreadable, locked past its timeout) is `Verdict::Fault`: the
+//!   connection closes and Postfix answers 454, never 535;
+//! - every attempt is an `auth` event; every reply leaves well within Postfix's 10 s.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dovecot_auth::{Attempt, Refusal, Verdict, Verifier};
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::credential;
+use crate::store::{Event, EventKind, Store, StoreError};
+use crate::throttle::{Counter, Penalty};
+
+/// Every reply leaves within this time of the request, delays included (Postfix: 10 s).
+const REPLY_BUDGET: Duration = Duration::from_millis(8000);
+/// Longest wait for an argon2 slot before the attempt counts as a fault (454, retry later).
+const HASH_QUEUE_WAIT: Duration = Duration::from_secs(4);
+/// Keys each failure counter keeps at most.
+const MAX_TRACKED_KEYS: usize = 100_000;
+
+/// Why an attempt ended the way it did; the `auth` event's reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Ok,
+    BadPassword,
+    UnknownUser,
+    Revoked,
+    NoTls,
+    Throttled,
+    AuthzidMismatch,
+    Malformed,
+    Fault,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Ok => "ok",
+            Reason::BadPassword => "bad_password",
+            Reason::UnknownUser => "unknown_user",
+            Reason::Revoked => "revoked",
+            Reason::NoTls => "no_tls",
+            Reason::Throttled => "throttled",
+            Reason::AuthzidMismatch => "authzid_mismatch",
+            Reason::Malformed => "malformed",
+            Reason::Fault => "fault",
+        }
+    }
+
+    fn outcome(self) -> &'static str {
+        match self {
+            Reason::Ok => "ok",
+            Reason::Fault => "tempfail",
+            _ => "fail",
+        }
+    }
+}
+
+/// The verifier the auth socket serves.
+pub struct AuthService {
+    cfg: Arc<Config>,
+    penalty: Penalty,
+    failures_by_ip: Counter,
+    failures_by_user: Counter,
+    hash_slots: Semaphore,
+    /// Verified against when the username is unknown, so that costs the same work.
+    dummy_hash: String,
+    /// argon2 verifications run so far (shows that every checked attempt costs one).
+    verifications: Arc<AtomicU64>,
+}
+
+/// What the store said about an attempt.
+struct Checked {
+    reason: Reason,
+    organization: Option<String>,
+}
+
+impl AuthService {
+    pub fn new(cfg: Arc<Config>) -> anyhow::Result<AuthService> {
+        let th = &cfg.auth.throttle;
+        let penalty = Penalty {
+            free_failures: th.free_failures,
+            delay: th.delay.0,
+            max_delay: th.max_delay.0,
+            block_after: th.block_after,
+        };
+        let slots = match cfg.auth.max_parallel_hashes {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n as usize,
+        };
+        let dummy_hash =
+            credential::hash_password(&credential::generate_password(), &cfg.password_hash)
+                .map_err(anyhow::Error::msg)?;
+        Ok(AuthService {
+            failures_by_ip: Counter::new(th.window.0, MAX_TRACKED_KEYS),
+            failures_by_user: Counter::new(th.window.0, MAX_TRACKED_KEYS),
+            penalty,
+            hash_slots: Semaphore::new(slots),
+            dummy_hash,
+            verifications: Arc::new(AtomicU64::new(0)),
+            cfg,
+        })
+    }
+
+    fn ip_key(ip: Option<IpAddr>) -> String {
+        ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+    }
+
+    /// Looks the login up and checks the password (blocking: store and argon2). A success
+    /// also records the credential's last use.
+    fn check(
+        cfg: &Config,
+        dummy: &str,
+        verifications: &AtomicU64,
+        login: &str,
+        password: &str,
+        ip: Option<&str>,
+    ) -> Result<Checked, StoreError> {
+        let mut store = Store::open_existing(&cfg.store_path(), cfg.store.busy_timeout.0)?;
+        let record = store.login_record(login)?;
+        let hash = record.as_ref().map_or(dummy, |r| r.hash.as_str());
+        verifications.fetch_add(1, Ordering::Relaxed);
+        let matches = credential::verify_password(password, hash).map_err(StoreError::Fault)?;
+        let Some(record) = record else {
+            return Ok(Checked {
+                reason: Reason::UnknownUser,
+                organization: None,
+            });
+        };
+        let reason = match (matches, record.revoked) {
+            (false, _) => Reason::BadPassword,
+            (true, true) => Reason::Revoked,
+            (true, false) => {
+                store.credential_used(record.credential_id, ip)?;
+                Reason::Ok
+            }
+        };
+        Ok(Checked {
+            reason,
+            organization: Some(record.organization),
+        })
+    }
+
+    /// Appends the `auth` event on the blocking pool; a failure to log is itself logged.
+    fn spawn_record(
+        &self,
+        login: &str,
+        ip: Option<IpAddr>,
+        reason: Reason,
+        org: Option<String>,
+    ) -> tokio::task::JoinHandle<()> {
+        let cfg = Arc::clone(&self.cfg);
+        let mut ev = Event::new(EventKind::Auth, reason.outcome());
+        ev.login = (!login.is_empty()).then(|| login.to_string());
+        ev.client_ip = ip.map(|i| i.to_string());
+        ev.reason = Some(reason.as_str().to_string());
+        ev.org = org;
+        tokio::task::spawn_blocking(move || {
+            let stored = Store::open_existing(&cfg.store_path(), cfg.store.busy_timeout.0)
+                .and_then(|mut s| s.record_event(&ev));
+            if let Err(e) = stored {
+                warn!(error = %e, "auth event not recorded");
+            }
+        })
+    }
+
+    /// Appends the `auth` event and waits until it is written.
+    async fn record(&self, login: &str, ip: Option<IpAddr>, reason: Reason, org: Option<String>) {
+        let _ = self.spawn_record(login, ip, reason, org).await;
+    }
+
+    /// Counts a failure and returns how long to hold the FAIL.
+    fn fail_delay(&self, ip: &str, login: &str) -> Duration {
+        let by_ip = self.failures_by_ip.hit(ip);
+        let by_user = if login.is_empty() {
+            0
+        } else {
+            self.failures_by_user.hit(login)
+        };
+        self.penalty.delay_for(by_ip.max(by_user))
+    }
+
+    /// Holds a FAIL for `delay`, but never past the reply budget counted from `started`.
+    async fn hold(started: Instant, delay: Duration) {
+        tokio::time::sleep(delay.min(REPLY_BUDGET.saturating_sub(started.elapsed()))).await;
+    }
+
+    async fn decide(&self, a: &Attempt) -> Verdict {
+        let started = Instant::now();
+        let ip = Self::ip_key(a.remote_ip);
+        let fail = Verdict::Fail { reason: None };
+
+        if !a.secured && !self.cfg.auth.allow_plaintext {
+            info!(login = %a.login, client = %ip, "login refused: connection not protected by TLS");
+            self.record(&a.login, a.remote_ip, Reason::NoTls, None)
+                .await;
+            return fail;
+        }
+
+        if self.penalty.blocked(self.failures_by_ip.count(&ip)) {
+            let delay = self.fail_delay(&ip, &a.login);
+            info!(login = %a.login, client = %ip, "login refused unchecked: too many failures from this address");
+            self.record(&a.login, a.remote_ip, Reason::Throttled, None)
+                .await;
+            Self::hold(started, delay).await;
+            return fail;
+        }
+
+        let permit = match tokio::time::timeout(HASH_QUEUE_WAIT, self.hash_slots.acquire()).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                warn!(login = %a.login, client = %ip, "too many logins at once: temporary failure");
+                self.record(&a.login, a.remote_ip, Reason::Fault, None)
+                    .await;
+                return Verdict::Fault("password checks saturated".into());
+            }
+        };
+        let cfg = Arc::clone(&self.cfg);
+        let (dummy, login, password) =
+            (self.dummy_hash.clone(), a.login.clone(), a.password.clone());
+        let ip_for_store = a.remote_ip.map(|i| i.to_string());
+        let count = Arc::clone(&self.verifications);
+        let checked = tokio::task::spawn_blocking(move || {
+            Self::check(
+                &cfg,
+                &dummy,
+                &count,
+                &login,
+                &password,
+                ip_for_store.as_deref(),
+            )
+        })
+        .await;
+        drop(permit);
+
+        let checked = match checked {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                warn!(login = %a.login, client = %ip, error = %e, "store fault during login: temporary failure");
+                self.record(&a.login, a.remote_ip, Reason::Fault, None)
+                    .await;
+                return Verdict::Fault(e.to_string());
+            }
+            Err(e) => {
+                warn!(error = %e, "login check task failed");
+                return Verdict::Fault(e.to_string());
+            }
+        };
+
+        if checked.reason == Reason::Ok {
+            self.failures_by_user.clear(&a.login);
+            info!(login = %a.login, client = %ip, org = checked.organization.as_deref().unwrap_or(""), "login ok");
+            self.record(&a.login, a.remote_ip, Reason::Ok, checked.organization)
+                .await;
+            return Verdict::Ok {
+                user: a.login.clone(),
+            };
+        }
+        let delay = self.fail_delay(&ip, &a.login);
+        info!(
+            login = %a.login,
+            client = %ip,
+            reason = checked.reason.as_str(),
+            delay_ms = delay.as_millis() as u64,
+            "login failed"
+        );
+        self.record(&a.login, a.remote_ip, checked.reason, checked.organization)
+            .await;
+        Self::hold(started, delay).await;
+        fail
+    }
+}
+
+impl Verifier for AuthService {
+    async fn verify(&self, attempt: &Attempt) -> Verdict {
+        self.decide(attempt).await
+    }
+
+    fn refused(&self, attempt: &Attempt, why: Refusal) {
+        let reason = match why {
+            Refusal::AuthzidMismatch => Reason::AuthzidMismatch,
+            _ => Reason::Malformed,
+        };
+        let ip = Self::ip_key(attempt.remote_ip);
+        self.failures_by_ip.hit(&ip);
+        if !attempt.login.is_empty() {
+            self.failures_by_user.hit(&attempt.login);
+        }
+        debug!(login = %attempt.login, client = %ip, why = %why, "login refused by the protocol");
+        drop(self.spawn_record(&attempt.login, attempt.remote_ip, reason, None));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{EventFilter, SenderCheck};
+    use dovecot_auth::Mechanism;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        cfg: Arc<Config>,
+        service: AuthService,
+        user: String,
+        pass: String,
+    }
+
+    fn fixture(extra: &str) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "data_dir = {:?}\n[password_hash]\nmemory_kib = 64\niterations = 1\n[auth.throttle]\nfree_failures = 2\ndelay = \"10ms\"\nmax_delay = \"40ms\"\nblock_after = 5\n{extra}",
+            dir.path().display().to_string()
+        );
+        let cfg = Arc::new(Config::parse(&text, "test").unwrap());
+        let mut store = Store::open(&cfg.store_path(), Duration::from_secs(1), "t").unwrap();
+        store.org_add("acme", SenderCheck::Account).unwrap();
+        let pass = credential::generate_password();
+        let hash = credential::hash_password(&pass, &cfg.password_hash).unwrap();
+        store
+            .credential_add("acme", "laptop", "acme-laptop-aaaaaa", &hash)
+            .unwrap();
+        let service = AuthService::new(Arc::clone(&cfg)).unwrap();
+        Fixture {
+            _dir: dir,
+            cfg,
+            service,
+            user: "acme-laptop-aaaaaa".into(),
+            pass,
+        }
+    }
+
+    fn attempt(login: &str, password: &str, ip: &str, secured: bool) -> Attempt {
+        Attempt {
+            id: 1,
+            mechanism: Mechanism::Plain,
+            service: "smtp".into(),
+            local_ip: None,
+            remote_ip: Some(ip.parse().unwrap()),
+            local_port: None,
+            remote_port: None,
+            secured,
+            login: login.into(),
+            authzid: None,
+            password: password.into(),
+            client_pid: 1,
+        }
+    }
+
+    fn reasons(f: &Fixture) -> Vec<String> {
+        let store = Store::open_existing(&f.cfg.store_path(), Duration::from_secs(1)).unwrap();
+        store
+            .events(&EventFilter {
+                kind: Some(EventKind::Auth),
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|e| e.reason.unwrap())
+            .collect()
+    }
+
+    const FAIL: Verdict = Verdict::Fail { reason: None };
+
+    #[tokio::test]
+    async fn right_wrong_unknown_revoked() {
+        let f = fixture("");
+        let ok = f
+            .service
+            .verify(&attempt(&f.user, &f.pass, "192.0.2.1", true))
+            .await;
+        assert_eq!(
+            ok,
+            Verdict::Ok {
+                user: f.user.clone()
+            }
+        );
+        assert_eq!(
+            f.service
+                .verify(&attempt(&f.user, "wrong", "192.0.2.1", true))
+                .await,
+            FAIL
+        );
+        assert_eq!(
+            f.service
+                .verify(&attempt("acme-ghost", &f.pass, "192.0.2.1", true))
+                .await,
+            FAIL
+        );
+        assert_eq!(
+            f.service
+                .verify(&attempt(&f.user.to_uppercase(), &f.pass, "192.0.2.1", true))
+                .await,
+            FAIL
+        );
+        let mut store = Store::open_existing(&f.cfg.store_path(), Duration::from_secs(1)).unwrap();
+        store.credential_revoke(&f.user).unwrap();
+        assert_eq!(
+            f.service
+                .verify(&attempt(&f.user, &f.pass, "192.0.2.1", true))
+                .await,
+            FAIL
+        );
+        assert_eq!(
+            reasons(&f),
+            [
+                "ok",
+                "bad_password",
+                "unknown_user",
+                "unknown_user",
+                "revoked"
+            ]
+        );
+        let cred = &store.credential_list(None).unwrap()[0];
+        assert_eq!(cred.last_ip.as_deref(), Some("192.0.2.1"));
+    }
+
+    #[tokio::test]
+    async fn unknown_user_costs_one_argon2_verification_like_a_wrong_password() {
+        let f = fixture("");
+        let count = || f.service.verifications.load(Ordering::Relaxed);
+        let before = count();
+        f.service
+            .verify(&attempt(&f.user, "wrong", "198.51.100.1", true))
+            .await;
+        let wrong = count() - before;
+        let before = count();
+        f.service
+            .verify(&attempt("nobody-at-all", "wrong", "198.51.100.2", true))
+            .await;
+        let unknown = count() - before;
+        assert_eq!((wrong, unknown), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn plaintext_refused_unless_allowed() {
+        let f = fixture("");
+        assert_eq!(
+            f.service
+                .verify(&attempt(&f.user, &f.pass, "192.0.2.1", false))
+                .await,
+            FAIL
+        );
+        assert_eq!(reasons(&f), ["no_tls"]);
+        let f = fixture("[auth]\nallow_plaintext = true\n");
+        let v = f
+            .service
+            .verify(&attempt(&f.user, &f.pass, "192.0.2.1", false))
+            .await;
+        assert_eq!(
+            v,
+            Verdict::Ok {
+                user: f.user.clone()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_are_delayed_then_blocked_and_success_clears_the_user() {
+        let f = fixture("");
+        let mut took = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            assert_eq!(
+                f.service
+                    .verify(&attempt(&f.user, "wrong", "192.0.2.9", true))
+                    .await,
+                FAIL
+            );
+            took.push(t.elapsed());
+        }
+        // 3rd failure: 10 ms, 4th: 20 ms, 5th: 40 ms (cap).
+        assert!(took[4] >= Duration::from_millis(40), "{took:?}");
+        assert!(took[2] >= Duration::from_millis(10), "{took:?}");
+        // Past block_after (5) from this IP: refused unchecked, even with the right password.
+        let before = f.service.verifications.load(Ordering::Relaxed);
+        assert_eq!(
+            f.service
+                .verify(&attempt(&f.user, &f.pass, "192.0.2.9", true))
+                .await,
+            FAIL
+        );
+        assert_eq!(
+            f.service.verifications.load(Ordering::Relaxed),
+            before,
+            "a blocked attempt spent argon2 work"
+        );
+        assert_eq!(reasons(&f).last().unwrap(), "throttled");
+        // Another IP gets in; that success clears the username's count.
+        let v = f
+            .service
+            .verify(&attempt(&f.user, &f.pass, "192.0.2.10", true))
+            .await;
+        assert_eq!(
+            v,
+            Verdict::Ok {
+                user: f.user.clone()
+            }
+        );
+        assert_eq!(f.service.failures_by_user.count(&f.user), 0);
+        assert!(f.service.failures_by_ip.count("192.0.2.9") >= 5);
+    }
+
+    #[tokio::test]
+    async fn store_faults_are_faults_not_failures() {
+        let f = fixture("");
+        std::fs::remove_file(f.cfg.store_path()).unwrap();
+        let v = f
+            .service
+            .verify(&attempt(&f.user, &f.pass, "192.0.2.1", true))
+            .await;
+        assert!(matches!(v, Verdict::Fault(_)), "{v:?}");
+        // The daemon never recreates a deleted store.
+        assert!(!f.cfg.store_path().exists());
+    }
+
+    #[tokio::test]
+    async fn corrupt_stored_hash_is_a_fault() {
+        let f = fixture("");
+        let conn = rusqlite::Connection::open(f.cfg.store_path()).unwrap();
+        conn.execute(
+            "UPDATE credential SET hash = '$argon2id$v=19$m=64,t=1,p=1$***$***'",
+            [],
+        )
+        .unwrap();
+        let v = f
+            .service
+            .verify(&attempt(&f.user, &f.pass, "192.0.2.1", true))
+            .await;
+        assert!(matches!(v, Verdict::Fault(_)), "{v:?}");
+    }
+
+    #[tokio::test]
+    async fn protocol_refusals_are_logged_and_counted() {
+        let f = fixture("");
+        let mut a = attempt(&f.user, "", "192.0.2.3", true);
+        a.authzid = Some("someone-else".into());
+        f.service.refused(&a, Refusal::AuthzidMismatch);
+        f.service
+            .refused(&attempt("", "", "192.0.2.3", true), Refusal::InvalidBase64);
+        assert_eq!(f.service.failures_by_ip.count("192.0.2.3"), 2);
+        wait_until(|| reasons(&f).len() == 2).await;
+        assert_eq!(reasons(&f), ["authzid_mismatch", "malformed"]);
+    }
+
+    async fn wait_until(mut cond: impl FnMut() -> bool) {
+        for _ in 0..200 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("condition not reached");
+    }
+}
