@@ -108,6 +108,36 @@ pub fn normalize_address(input: &str) -> Result<Address, String> {
     })
 }
 
+/// The addresses of one From header field value (as a milter receives it, folded lines
+/// included): display names, encoded words, comments and groups are understood by
+/// mail-parser. An address part without `@` is returned as is (the policy refuses it).
+pub fn header_addresses(value: &[u8]) -> Vec<String> {
+    let mut raw = Vec::with_capacity(value.len() + 12);
+    raw.extend_from_slice(b"From: ");
+    let mut prev = 0u8;
+    for &b in value {
+        if b == b'\n' && prev != b'\r' {
+            raw.push(b'\r');
+        }
+        raw.push(b);
+        prev = b;
+    }
+    raw.extend_from_slice(b"\r\n\r\n");
+    let Some(message) = mail_parser::MessageParser::new().parse_headers(&raw) else {
+        return Vec::new();
+    };
+    message
+        .from()
+        .map(|a| {
+            a.iter()
+                .filter_map(|addr| addr.address.as_deref())
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +194,49 @@ mod tests {
             assert!(normalize_address(bad).is_err(), "{bad:?} accepted");
         }
         assert!(normalize_address(&format!("{}@acme.example", "a".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn from_header_values() {
+        let cases: &[(&str, &[&str])] = &[
+            ("alice@acme.example", &["alice@acme.example"]),
+            ("Alice Smith <alice@acme.example>", &["alice@acme.example"]),
+            (
+                "\"Smith, Alice\" <alice@acme.example>",
+                &["alice@acme.example"],
+            ),
+            (
+                "=?utf-8?q?J=C3=BCrgen?= <juergen@acme.example>",
+                &["juergen@acme.example"],
+            ),
+            ("alice@acme.example (Alice)", &["alice@acme.example"]),
+            (
+                "a@acme.example, b@other.example",
+                &["a@acme.example", "b@other.example"],
+            ),
+            (
+                "Team: a@acme.example, b@acme.example;",
+                &["a@acme.example", "b@acme.example"],
+            ),
+            ("Alice\n <alice@acme.example>", &["alice@acme.example"]),
+            ("undisclosed-recipients:;", &[]),
+            ("", &[]),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(header_addresses(value.as_bytes()), *expected, "{value:?}");
+        }
+        // Odd input never panics and never yields an address that is not in it.
+        for odd in [
+            "<<<>>>",
+            "\u{0}\u{1}@",
+            "=?x?B?!!!?=",
+            &"a".repeat(100_000),
+            "\"unterminated <x@y.example",
+        ] {
+            for a in header_addresses(odd.as_bytes()) {
+                assert!(odd.contains(a.as_str()), "{a:?} from {odd:?}");
+            }
+        }
+        assert!(header_addresses(&[0xff, 0xfe, b'@', b'x']).len() <= 1);
     }
 }

@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::credential;
+use crate::events::EventSink;
 use crate::store::{Event, EventKind, Store, StoreError};
 use crate::throttle::{Counter, Penalty};
 
@@ -79,6 +80,7 @@ pub struct AuthService {
     dummy_hash: String,
     /// argon2 verifications run so far (shows that every checked attempt costs one).
     verifications: Arc<AtomicU64>,
+    events: Arc<EventSink>,
 }
 
 /// What the store said about an attempt.
@@ -88,7 +90,7 @@ struct Checked {
 }
 
 impl AuthService {
-    pub fn new(cfg: Arc<Config>) -> anyhow::Result<AuthService> {
+    pub fn new(cfg: Arc<Config>, events: Arc<EventSink>) -> anyhow::Result<AuthService> {
         let th = &cfg.auth.throttle;
         let penalty = Penalty {
             free_failures: th.free_failures,
@@ -110,6 +112,7 @@ impl AuthService {
             hash_slots: Semaphore::new(slots),
             dummy_hash,
             verifications: Arc::new(AtomicU64::new(0)),
+            events,
             cfg,
         })
     }
@@ -153,32 +156,18 @@ impl AuthService {
         })
     }
 
-    /// Appends the `auth` event on the blocking pool; a failure to log is itself logged.
-    fn spawn_record(
-        &self,
-        login: &str,
-        ip: Option<IpAddr>,
-        reason: Reason,
-        org: Option<String>,
-    ) -> tokio::task::JoinHandle<()> {
-        let cfg = Arc::clone(&self.cfg);
+    fn event(login: &str, ip: Option<IpAddr>, reason: Reason, org: Option<String>) -> Event {
         let mut ev = Event::new(EventKind::Auth, reason.outcome());
         ev.login = (!login.is_empty()).then(|| login.to_string());
         ev.client_ip = ip.map(|i| i.to_string());
         ev.reason = Some(reason.as_str().to_string());
         ev.org = org;
-        tokio::task::spawn_blocking(move || {
-            let stored = Store::open_existing(&cfg.store_path(), cfg.store.busy_timeout.0)
-                .and_then(|mut s| s.record_event(&ev));
-            if let Err(e) = stored {
-                warn!(error = %e, "auth event not recorded");
-            }
-        })
+        ev
     }
 
-    /// Appends the `auth` event and waits until it is written.
+    /// Appends the `auth` event and waits until it is written (or kept for later).
     async fn record(&self, login: &str, ip: Option<IpAddr>, reason: Reason, org: Option<String>) {
-        let _ = self.spawn_record(login, ip, reason, org).await;
+        self.events.write(Self::event(login, ip, reason, org)).await;
     }
 
     /// Counts a failure and returns how long to hold the FAIL.
@@ -299,7 +288,8 @@ impl Verifier for AuthService {
             self.failures_by_user.hit(&attempt.login);
         }
         debug!(login = %attempt.login, client = %ip, why = %why, "login refused by the protocol");
-        drop(self.spawn_record(&attempt.login, attempt.remote_ip, reason, None));
+        self.events
+            .spawn_write(Self::event(&attempt.login, attempt.remote_ip, reason, None));
     }
 }
 
@@ -331,7 +321,7 @@ mod tests {
         store
             .credential_add("acme", "laptop", "acme-laptop-aaaaaa", &hash)
             .unwrap();
-        let service = AuthService::new(Arc::clone(&cfg)).unwrap();
+        let service = AuthService::new(Arc::clone(&cfg), EventSink::new(Arc::clone(&cfg))).unwrap();
         Fixture {
             _dir: dir,
             cfg,

@@ -65,6 +65,23 @@ pub enum Command {
     Credential(CredentialCmd),
     /// Show the log of auth attempts, mail decisions and admin changes.
     Log(LogArgs),
+    /// Show how the submission milter would judge a message, without sending anything.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The credential username (what Postfix passes as {auth_authen}).
+    #[arg(long)]
+    pub login: String,
+    /// The envelope sender (MAIL FROM); "<>" or "" for the null sender.
+    #[arg(long)]
+    pub sender: String,
+    /// The message's From header field content, e.g. "Alice <alice@acme.example>" (repeat
+    /// for several addresses).
+    /// Without it only the envelope sender is judged, as at MAIL.
+    #[arg(long = "header-from", value_name = "ADDR")]
+    pub header_from: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -209,6 +226,12 @@ pub struct LogArgs {
     /// At most this many (the newest), default 100; 0 for all.
     #[arg(long, default_value_t = 100)]
     pub limit: u32,
+    /// List the senders accepted in `domain` mode that are not registered accounts yet.
+    #[arg(long, conflicts_with_all = ["kind", "login", "sender", "since"])]
+    pub discovered: bool,
+    /// With --discovered: only this organization's.
+    #[arg(long, requires = "discovered")]
+    pub org: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -369,7 +392,141 @@ pub fn admin(cli: &Cli) -> CliResult {
         Command::Domain(cmd) => domain(&cfg, json, cmd),
         Command::Account(cmd) => account(&cfg, json, cmd),
         Command::Credential(cmd) => credential_cmd(&cfg, json, cmd),
+        Command::Log(args) if args.discovered => discovered(&cfg, json, args),
         Command::Log(args) => log(&cfg, json, args),
+        Command::Explain(args) => explain(&cfg, json, args),
+    }
+}
+
+fn discovered(cfg: &Config, json: bool, args: &LogArgs) -> CliResult {
+    let store = open_store(cfg)?;
+    let list = store.discovered(args.org.as_deref())?;
+    emit(json, serde_json::to_value(&list).expect("json"), || {
+        table(
+            &[
+                "ADDRESS",
+                "ORGANIZATION",
+                "MESSAGES",
+                "FIRST_SEEN",
+                "LAST_SEEN",
+            ],
+            list.iter()
+                .map(|d| {
+                    vec![
+                        d.address.clone(),
+                        d.organization.clone(),
+                        d.messages.to_string(),
+                        format_time(d.first_seen),
+                        format_time(d.last_seen),
+                    ]
+                })
+                .collect(),
+        )
+    });
+    Ok(())
+}
+
+/// `postwarden explain`: the submission milter's decision on the live store, and why.
+fn explain(cfg: &Config, json: bool, args: &ExplainArgs) -> CliResult {
+    use crate::policy::{self, Decision};
+    let store = open_store(cfg)?;
+    let envelope = policy::envelope_address(&args.sender).map(str::to_string);
+    // Each --header-from is read like the From field's content: a bare address or "Name <addr>".
+    let from_field: Vec<String> = args
+        .header_from
+        .iter()
+        .flat_map(|v| {
+            let found = crate::address::header_addresses(v.as_bytes());
+            if found.is_empty() {
+                vec![v.clone()]
+            } else {
+                found
+            }
+        })
+        .collect();
+    let addresses: Vec<String> = envelope
+        .iter()
+        .chain(from_field.iter())
+        .filter_map(|a| normalize_address(a).ok().map(|a| a.to_string()))
+        .collect();
+    let refuse_login = |why: &str| -> CliResult {
+        let reply = "530 5.7.0 Authentication required";
+        emit(
+            json,
+            json!({"decision": "refuse", "reply": reply, "organization": null,
+                   "rules": [{"rule": why, "explanation": why}]}),
+            || format!("decision: refuse\nreply:    {reply}\nrule:     {why}"),
+        );
+        Err(CliError::Refused(format!(
+            "{why}: Postfix would answer {reply}"
+        )))
+    };
+    let (facts, revoked) = match store.sender_facts(&args.login, &addresses)? {
+        None => return refuse_login(&format!("no credential with username {}", args.login)),
+        Some(x) => x,
+    };
+    if revoked {
+        return refuse_login(&format!("credential {} is revoked", args.login));
+    }
+    let decision = if args.header_from.is_empty() {
+        policy::judge_envelope(&facts, envelope.as_deref())
+    } else {
+        policy::judge_message(&facts, envelope.as_deref(), &[from_field])
+    };
+    let (word, reply) = match &decision {
+        Decision::Accept { .. } => ("accept", "250 (Postfix accepts the message)".to_string()),
+        Decision::AcceptDiscovered { .. } => (
+            "accept_discovered",
+            "250 (Postfix accepts the message)".to_string(),
+        ),
+        Decision::Reject(r) => ("refuse", r.to_string()),
+    };
+    // The administrator may see what the SMTP client must not: who owns a foreign domain.
+    let domains = store.domain_list(None)?;
+    let explain_rule = |r: &policy::Rule| {
+        let mut text = r.explanation(&facts.organization);
+        if let policy::Rule::DomainNotOwned { domain, .. } = r {
+            match domains.iter().find(|d| &d.name == domain) {
+                Some(d) => text.push_str(&format!(
+                    " (it is registered to organization {})",
+                    d.organization
+                )),
+                None => text.push_str(" (no organization has registered it)"),
+            }
+        }
+        text
+    };
+    let rules: Vec<Value> = decision
+        .rules()
+        .iter()
+        .map(|r| json!({"rule": r.name(), "explanation": explain_rule(r)}))
+        .collect();
+    let discovered = match &decision {
+        Decision::AcceptDiscovered { discovered, .. } => discovered.clone(),
+        _ => vec![],
+    };
+    emit(
+        json,
+        json!({"decision": word, "reply": reply, "organization": facts.organization,
+               "rules": rules, "discovered": discovered}),
+        || {
+            let mut out = format!(
+                "organization: {}\ndecision: {word}\nreply:    {reply}\n",
+                facts.organization
+            );
+            for r in decision.rules() {
+                out.push_str(&format!("rule:     {}: {}\n", r.name(), explain_rule(r)));
+            }
+            if args.header_from.is_empty() {
+                out.push_str("(only the envelope sender was judged; add --header-from to judge the whole message)\n");
+            }
+            out
+        },
+    );
+    if decision.is_accept() {
+        Ok(())
+    } else {
+        Err(CliError::Refused(format!("Postfix would answer {reply}")))
     }
 }
 

@@ -19,7 +19,22 @@ pub struct Config {
     pub log_level: LogLevel,
     pub store: StoreConfig,
     pub password_hash: PasswordHashConfig,
+    pub sockets: SocketsConfig,
     pub auth: AuthConfig,
+    pub submission: SubmissionConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SocketsConfig {
+    pub mode: SocketMode,
+    pub group: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SubmissionConfig {
+    pub listen: ListenAddr,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -42,8 +57,6 @@ pub struct PasswordHashConfig {
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     pub listen: ListenAddr,
-    pub socket_mode: SocketMode,
-    pub socket_group: String,
     pub allow_plaintext: bool,
     pub max_parallel_hashes: u32,
     pub throttle: ThrottleConfig,
@@ -73,7 +86,24 @@ mod partial {
         #[serde(default)]
         pub password_hash: PasswordHashConfig,
         #[serde(default)]
+        pub sockets: SocketsConfig,
+        #[serde(default)]
         pub auth: AuthConfig,
+        #[serde(default)]
+        pub submission: SubmissionConfig,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct SocketsConfig {
+        pub mode: Option<SocketMode>,
+        pub group: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct SubmissionConfig {
+        pub listen: Option<ListenAddr>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -96,8 +126,6 @@ mod partial {
     #[serde(deny_unknown_fields)]
     pub struct AuthConfig {
         pub listen: Option<ListenAddr>,
-        pub socket_mode: Option<SocketMode>,
-        pub socket_group: Option<String>,
         pub allow_plaintext: Option<bool>,
         pub max_parallel_hashes: Option<u32>,
         #[serde(default)]
@@ -173,11 +201,11 @@ impl Config {
             cfg.auth,
             over.auth,
             listen,
-            socket_mode,
-            socket_group,
             allow_plaintext,
             max_parallel_hashes
         );
+        merge!(cfg.sockets, over.sockets, mode, group);
+        merge!(cfg.submission, over.submission, listen);
         merge!(
             cfg.auth.throttle,
             over.auth.throttle,
@@ -549,8 +577,8 @@ mod tests {
 
     #[test]
     fn bad_mode_and_log_level() {
-        let e = err("[auth]\nsocket_mode = \"0999\"\n");
-        assert!(e.contains("auth.socket_mode") && e.contains("octal"), "{e}");
+        let e = err("[sockets]\nmode = \"0999\"\n");
+        assert!(e.contains("sockets.mode") && e.contains("octal"), "{e}");
         let e = err("log_level = \"loud\"\n");
         assert!(
             e.contains("log_level") && e.contains("unknown variant"),

@@ -9,11 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tokio::net::{TcpListener, UnixListener};
+use indymilter::{EitherListener, EitherStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tracing::{debug, info, warn};
 
 use crate::auth::AuthService;
 use crate::config::{Config, ListenAddr, SocketMode};
+use crate::events::EventSink;
+use crate::milter;
 use crate::store::{self, Store};
 
 /// How often old events are removed.
@@ -35,10 +38,22 @@ fn prune(cfg: &Config) {
     }
 }
 
-/// A bound listening socket, Unix or TCP.
-pub enum Listener {
-    Unix(UnixListener, PathBuf),
-    Tcp(TcpListener),
+/// A bound listening socket, Unix or TCP. A Unix socket's file is removed when the
+/// listener is dropped.
+pub struct Listener {
+    inner: EitherListener<TcpListener, UnixListener>,
+    path: Option<PathBuf>,
+}
+
+impl indymilter::Listener for Listener {
+    type Io = EitherStream<TcpStream, UnixStream>;
+
+    fn poll_accept(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<Self::Io>> {
+        self.inner.poll_accept(cx)
+    }
 }
 
 /// The numeric id of a group named in /etc/group.
@@ -103,9 +118,10 @@ impl Listener {
         group: &str,
     ) -> anyhow::Result<Listener> {
         match addr {
-            ListenAddr::Unix(path) => {
-                Ok(Listener::Unix(bind_unix(path, mode, group)?, path.clone()))
-            }
+            ListenAddr::Unix(path) => Ok(Listener {
+                inner: EitherListener::Unix(bind_unix(path, mode, group)?),
+                path: Some(path.clone()),
+            }),
             ListenAddr::Inet(sa) => {
                 let l = TcpListener::bind(sa)
                     .await
@@ -113,60 +129,55 @@ impl Listener {
                 if !sa.ip().is_loopback() {
                     warn!(address = %sa, "listening on a non-loopback address: restrict access to it");
                 }
-                Ok(Listener::Tcp(l))
+                Ok(Listener {
+                    inner: EitherListener::Tcp(l),
+                    path: None,
+                })
             }
         }
     }
 
     /// The bound address, as a ListenAddr (with the real port for `inet:...:0`).
     pub fn local_addr(&self) -> ListenAddr {
-        match self {
-            Listener::Unix(_, p) => ListenAddr::Unix(p.clone()),
-            Listener::Tcp(l) => ListenAddr::Inet(l.local_addr().expect("bound socket")),
+        match (&self.inner, &self.path) {
+            (EitherListener::Tcp(l), _) => ListenAddr::Inet(l.local_addr().expect("bound socket")),
+            (_, Some(p)) => ListenAddr::Unix(p.clone()),
+            (_, None) => ListenAddr::Unix(PathBuf::new()),
         }
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Listener::Unix(_, path) = self {
+        if let Some(path) = &self.path {
             let _ = std::fs::remove_file(path);
         }
     }
 }
 
 /// Serves the Dovecot auth protocol on `listener` with `service` deciding logins.
-pub async fn serve_auth(listener: Listener, service: Arc<AuthService>) {
+pub async fn serve_auth(mut listener: Listener, service: Arc<AuthService>) {
+    use indymilter::Listener as _;
     let config = Arc::new(dovecot_auth::ServerConfig::default());
     let counter = AtomicU32::new(0);
     loop {
-        let cuid = counter.fetch_add(1, Ordering::Relaxed) + 1;
-        let ids = dovecot_auth::ConnectionIds::for_this_process(cuid);
-        let (service, config) = (Arc::clone(&service), Arc::clone(&config));
-        match &listener {
-            Listener::Unix(l, _) => match l.accept().await {
-                Ok((stream, _)) => {
-                    tokio::spawn(async move {
-                        finish_auth_connection(
-                            cuid,
-                            dovecot_auth::serve_connection(stream, service, &config, ids).await,
-                        )
-                    });
-                }
-                Err(e) => accept_error(e).await,
-            },
-            Listener::Tcp(l) => match l.accept().await {
-                Ok((stream, peer)) => {
-                    debug!(%peer, cuid, "auth connection");
-                    tokio::spawn(async move {
-                        finish_auth_connection(
-                            cuid,
-                            dovecot_auth::serve_connection(stream, service, &config, ids).await,
-                        )
-                    });
-                }
-                Err(e) => accept_error(e).await,
-            },
+        match listener.accept().await {
+            Ok(stream) => {
+                let cuid = counter.fetch_add(1, Ordering::Relaxed) + 1;
+                let ids = dovecot_auth::ConnectionIds::for_this_process(cuid);
+                let (service, config) = (Arc::clone(&service), Arc::clone(&config));
+                tokio::spawn(async move {
+                    finish_auth_connection(
+                        cuid,
+                        dovecot_auth::serve_connection(stream, service, &config, ids).await,
+                    )
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: log, pause briefly, keep serving.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
 }
@@ -179,12 +190,6 @@ fn finish_auth_connection(cuid: u32, result: Result<(), dovecot_auth::ProtocolEr
     }
 }
 
-/// Out of file descriptors and the like: log, pause briefly, keep serving.
-async fn accept_error(e: std::io::Error) {
-    warn!(error = %e, "accept failed");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-}
-
 /// Runs the daemon until `shutdown` resolves.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     // Create and migrate the store once; requests open it without creating it.
@@ -195,13 +200,32 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     )?);
     let cfg = Arc::new(cfg);
 
-    let auth_service = Arc::new(AuthService::new(Arc::clone(&cfg))?);
+    let events = EventSink::new(Arc::clone(&cfg));
+    let auth_service = Arc::new(AuthService::new(Arc::clone(&cfg), Arc::clone(&events))?);
     let auth_addr = cfg.resolve(&cfg.auth.listen);
-    let auth_listener = Listener::bind(&auth_addr, cfg.auth.socket_mode, &cfg.auth.socket_group)
+    let auth_listener = Listener::bind(&auth_addr, cfg.sockets.mode, &cfg.sockets.group)
         .await
         .context("auth listener")?;
     info!(listen = %auth_listener.local_addr(), "auth socket listening");
     let auth_task = tokio::spawn(serve_auth(auth_listener, auth_service));
+
+    let submission_listener = Listener::bind(
+        &cfg.resolve(&cfg.submission.listen),
+        cfg.sockets.mode,
+        &cfg.sockets.group,
+    )
+    .await
+    .context("submission milter listener")?;
+    info!(listen = %submission_listener.local_addr(), "submission milter listening");
+    let (stop_milters, milters_stopped) = tokio::sync::watch::channel(false);
+    let submission_task = tokio::spawn(milter::serve(
+        submission_listener,
+        milter::submission::callbacks(milter::submission::SubmissionMilter::new(
+            Arc::clone(&cfg),
+            Arc::clone(&events),
+        )),
+        milters_stopped.clone(),
+    ));
 
     let prune_cfg = Arc::clone(&cfg);
     let pruner = tokio::spawn(async move {
@@ -221,6 +245,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     pruner.abort();
     auth_task.abort();
     let _ = auth_task.await;
+    let _ = stop_milters.send(true);
+    let _ = submission_task.await;
+    let _ = tokio::task::spawn_blocking(move || events.flush_blocking()).await;
     info!("postwarden stopped");
     Ok(())
 }

@@ -746,3 +746,91 @@ fn auth_socket_over_tcp_speaks_the_dovecot_protocol() {
     let cred = &pw.json(&["credential", "list"])[0];
     assert_eq!(cred["last_ip"], "192.0.2.5");
 }
+
+#[test]
+fn explain_gives_the_decision_the_reply_and_the_fix() {
+    let pw = Pw::new();
+    pw.acme();
+    pw.ok(&["org", "add", "other"]);
+    pw.ok(&["domain", "add", "other.example", "--org", "other"]);
+    let v = pw.json(&["credential", "new", "--org", "acme", "--label", "l"]);
+    let user = v["username"].as_str().unwrap();
+
+    let ok = pw.json(&[
+        "explain",
+        "--login",
+        user,
+        "--sender",
+        "alice@acme.example",
+        "--header-from",
+        "Alice@ACME.example",
+    ]);
+    assert_eq!(ok["decision"], "accept");
+    assert_eq!(ok["rules"][0]["rule"], "registered_account");
+
+    pw.ok(&["domain", "deactivate", "acme.example"]);
+    let out = pw.run(&["explain", "--login", user, "--sender", "alice@acme.example"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("decision: refuse"), "{text}");
+    assert!(text.contains("reply:    553 5.7.1 Sender address <alice@acme.example> rejected: sending domain acme.example is inactive"), "{text}");
+    assert!(
+        text.contains("run `postwarden domain activate acme.example`"),
+        "{text}"
+    );
+    pw.ok(&["domain", "activate", "acme.example"]);
+
+    let out = pw.run(&[
+        "explain",
+        "--login",
+        user,
+        "--sender",
+        "<>",
+        "--header-from",
+        "bob@other.example",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rules"][0]["rule"], "domain_not_owned");
+    let why = v["rules"][0]["explanation"].as_str().unwrap();
+    assert!(
+        why.ends_with("(it is registered to organization other)"),
+        "{why}"
+    );
+    // ... while the reply for the client does not say so.
+    assert!(!v["reply"].as_str().unwrap().contains("other\""));
+    assert!(!v["reply"].as_str().unwrap().contains("organization other"));
+
+    let v = pw.json(&["explain", "--login", user, "--sender", "alice@acme.example"]);
+    assert_eq!(v["decision"], "accept");
+
+    let out = pw.run(&[
+        "explain",
+        "--login",
+        "nobody",
+        "--sender",
+        "alice@acme.example",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("530 5.7.0 Authentication required"));
+
+    // Discovery mode: accepted; the discovered list comes from real traffic (see the milter tests).
+    pw.ok(&["org", "set", "acme", "--sender-check", "domain"]);
+    let v = pw.json(&[
+        "explain",
+        "--login",
+        user,
+        "--sender",
+        "dave@acme.example",
+        "--header-from",
+        "dave@acme.example",
+    ]);
+    assert_eq!(v["decision"], "accept_discovered");
+    assert_eq!(v["discovered"][0], "dave@acme.example");
+    assert_eq!(
+        pw.json(&["log", "--discovered"]).as_array().unwrap().len(),
+        0
+    );
+    pw.fails(2, &["log", "--discovered", "--kind", "auth"]);
+}

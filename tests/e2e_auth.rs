@@ -224,9 +224,12 @@ fn faults_give_454_never_535() {
     if !e2e_available() {
         return;
     }
-    // One submission process, so every session reuses the smtpd whose auth connection we break.
+    // One submission process, so every session reuses the smtpd whose auth connection we
+    // break; no milter, so what the client sees is the auth path alone (with the milter, a
+    // stopped postwarden is already refused at STARTTLS: see e2e_submission).
     let opts = PostfixOpts {
         submission_maxproc: Some(1),
+        submission_extra: vec!["smtpd_milters=".into()],
         ..Default::default()
     };
     let mut gw = Gateway::start("", &opts);

@@ -19,6 +19,8 @@ use serde::Serialize;
 
 pub use schema::MIGRATIONS;
 
+use crate::policy::{AccountFact, DomainFact, Facts};
+
 /// What went wrong, split the way callers act on it.
 #[derive(Debug)]
 pub enum StoreError {
@@ -161,6 +163,16 @@ pub struct LoginRecord {
     pub organization: String,
     pub hash: String,
     pub revoked: bool,
+}
+
+/// A sender accepted in `domain` mode that is not a registered account.
+#[derive(Debug, Clone, Serialize)]
+pub struct Discovered {
+    pub organization: String,
+    pub address: String,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub messages: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -832,6 +844,127 @@ impl Store {
             )
             .map(|_| ())
             .map_err(self.f())
+    }
+
+    // ---- sender decisions ----
+
+    /// What the sender rule needs about `login`'s organization: its mode, all its domains,
+    /// and those of `addresses` that are its accounts. `None` when the login is unknown;
+    /// `Some((facts, revoked))` otherwise.
+    pub fn sender_facts(&self, login: &str, addresses: &[String]) -> Result<Option<(Facts, bool)>> {
+        let row: Option<(i64, String, String, bool)> = self
+            .conn
+            .query_row(
+                "SELECT o.id, o.name, o.sender_check, c.revoked IS NOT NULL
+                 FROM credential c JOIN organization o ON c.organization_id = o.id
+                 WHERE c.username = ?1 COLLATE BINARY",
+                [login],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(self.f())?;
+        let Some((org_id, organization, sender_check, revoked)) = row else {
+            return Ok(None);
+        };
+        let sender_check = SenderCheck::parse(&sender_check).ok_or_else(|| {
+            StoreError::Fault(format!(
+                "store {}: bad sender_check {sender_check:?}",
+                self.path.display()
+            ))
+        })?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT name, active FROM domain WHERE organization_id = ?1 ORDER BY name",
+            )
+            .map_err(self.f())?;
+        let domains = stmt
+            .query_map([org_id], |r| {
+                Ok(DomainFact {
+                    name: r.get(0)?,
+                    active: r.get(1)?,
+                })
+            })
+            .map_err(self.f())?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.f())?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT a.address, a.kind FROM account a JOIN domain d ON a.domain_id = d.id
+                 WHERE d.organization_id = ?1 AND a.address = ?2",
+            )
+            .map_err(self.f())?;
+        let mut accounts = Vec::new();
+        for address in addresses {
+            let found = stmt
+                .query_row(params![org_id, address], |r| {
+                    Ok(AccountFact {
+                        address: r.get(0)?,
+                        kind: sql_enum(AccountKind::parse, r.get(1)?)?,
+                    })
+                })
+                .optional()
+                .map_err(self.f())?;
+            accounts.extend(found);
+        }
+        Ok(Some((
+            Facts {
+                organization,
+                sender_check,
+                domains,
+                accounts,
+            },
+            revoked,
+        )))
+    }
+
+    /// Records senders accepted in `domain` mode that are not registered accounts.
+    pub fn record_discovered(&mut self, org: &str, addresses: &[String]) -> Result<()> {
+        let path = self.path.clone();
+        self.write(|tx| {
+            let (org_id, _) = Self::org_id(tx, &path, org)?;
+            for a in addresses {
+                tx.execute(
+                    "INSERT INTO discovered_sender (organization_id, address, first_seen, last_seen)
+                     VALUES (?1, ?2, ?3, ?3)
+                     ON CONFLICT (organization_id, address)
+                     DO UPDATE SET last_seen = excluded.last_seen, messages = messages + 1",
+                    params![org_id, a, now()],
+                )
+                .map_err(|e| fault(&path, e))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Discovered senders that are still not registered accounts, newest first.
+    pub fn discovered(&self, org: Option<&str>) -> Result<Vec<Discovered>> {
+        if let Some(org) = org {
+            Self::org_id(&self.conn, &self.path, org)?;
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT o.name, s.address, s.first_seen, s.last_seen, s.messages
+                 FROM discovered_sender s JOIN organization o ON s.organization_id = o.id
+                 WHERE (?1 IS NULL OR o.name = ?1)
+                   AND NOT EXISTS (SELECT 1 FROM account a WHERE a.address = s.address)
+                 ORDER BY s.last_seen DESC, s.address",
+            )
+            .map_err(self.f())?;
+        let rows = stmt
+            .query_map([org], |r| {
+                Ok(Discovered {
+                    organization: r.get(0)?,
+                    address: r.get(1)?,
+                    first_seen: r.get(2)?,
+                    last_seen: r.get(3)?,
+                    messages: r.get(4)?,
+                })
+            })
+            .map_err(self.f())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.f())
     }
 
     // ---- events ----

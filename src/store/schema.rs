@@ -56,4 +56,15 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX event_time ON event(time);
     "#,
+    // 2: senders accepted in `domain` mode that are not registered accounts.
+    r#"
+    CREATE TABLE discovered_sender (
+        organization_id INTEGER NOT NULL REFERENCES organization(id) ON DELETE CASCADE,
+        address         TEXT NOT NULL,
+        first_seen      INTEGER NOT NULL,
+        last_seen       INTEGER NOT NULL,
+        messages        INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (organization_id, address)
+    );
+    "#,
 ];

@@ -298,3 +298,64 @@ fn locked_past_timeout_is_a_fault() {
     tx.rollback().unwrap();
     b.org_add("acme", SenderCheck::Account).unwrap();
 }
+
+#[test]
+fn sender_facts_and_discovered_senders() {
+    let (_d, mut s) = temp_store();
+    s.org_add("acme", SenderCheck::Domain).unwrap();
+    s.org_add("other", SenderCheck::Account).unwrap();
+    s.domain_add("acme.example", "acme", true).unwrap();
+    s.domain_add("old.example", "acme", false).unwrap();
+    s.domain_add("other.example", "other", true).unwrap();
+    s.account_add("alice@acme.example", "acme.example", AccountKind::EndUser)
+        .unwrap();
+    s.account_add("bob@other.example", "other.example", AccountKind::EndUser)
+        .unwrap();
+    s.credential_add("acme", "laptop", "acme-laptop-x", HASH)
+        .unwrap();
+    assert!(s.sender_facts("ghost", &[]).unwrap().is_none());
+    let (facts, revoked) = s
+        .sender_facts(
+            "acme-laptop-x",
+            &[
+                "alice@acme.example".into(),
+                "bob@other.example".into(),
+                "dave@acme.example".into(),
+            ],
+        )
+        .unwrap()
+        .unwrap();
+    assert!(!revoked);
+    assert_eq!(facts.organization, "acme");
+    assert_eq!(facts.sender_check, SenderCheck::Domain);
+    assert_eq!(
+        facts.domains.len(),
+        2,
+        "only the organization's own domains"
+    );
+    assert!(facts
+        .domains
+        .iter()
+        .any(|d| d.name == "old.example" && !d.active));
+    // Another organization's account is never among the facts.
+    assert_eq!(facts.accounts.len(), 1);
+    assert_eq!(facts.accounts[0].address, "alice@acme.example");
+    s.credential_revoke("acme-laptop-x").unwrap();
+    assert!(s.sender_facts("acme-laptop-x", &[]).unwrap().unwrap().1);
+
+    s.record_discovered("acme", &["dave@acme.example".into()])
+        .unwrap();
+    s.record_discovered(
+        "acme",
+        &["dave@acme.example".into(), "erin@acme.example".into()],
+    )
+    .unwrap();
+    let d = s.discovered(Some("acme")).unwrap();
+    assert_eq!(d.len(), 2);
+    let dave = d.iter().find(|x| x.address == "dave@acme.example").unwrap();
+    assert_eq!(dave.messages, 2);
+    // Registering one removes it from the list.
+    s.account_add("dave@acme.example", "acme.example", AccountKind::EndUser)
+        .unwrap();
+    assert_eq!(s.discovered(None).unwrap().len(), 1);
+}

@@ -647,12 +647,13 @@ impl Gateway {
         .unwrap();
         let sink = Sink::start(dir.path());
         let postfix = Postfix::prepare(dir.path(), sink.port, opts);
-        let socket = postfix.private_dir().join("postwarden-auth");
+        let private = postfix.private_dir();
         let daemon = Daemon::start(
             dir.path(),
             &format!(
-                "auth.listen = \"unix:{}\"\nauth.socket_group = \"postfix\"\nstore.busy_timeout = \"1s\"\n{daemon_toml}",
-                socket.display()
+                "auth.listen = \"unix:{}\"\nsubmission.listen = \"unix:{}\"\nsockets.group = \"postfix\"\nstore.busy_timeout = \"1s\"\n{daemon_toml}",
+                private.join("postwarden-auth").display(),
+                private.join("postwarden-submission").display(),
             ),
         );
         let mut gw = Gateway {
@@ -738,4 +739,75 @@ pub fn smtp_plain(port: u16, lines: &[&str]) -> Vec<String> {
         replies.push(read_reply(&mut s));
     }
     replies
+}
+
+/// An interactive SMTP session over STARTTLS (openssl s_client), for steps swaks cannot
+/// pause between, such as changing the store after AUTH and before MAIL.
+pub struct SmtpTls {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl SmtpTls {
+    pub fn connect(port: u16) -> SmtpTls {
+        let mut child = Command::new("openssl")
+            .args([
+                "s_client",
+                "-starttls",
+                "smtp",
+                "-crlf",
+                "-quiet",
+                "-connect",
+            ])
+            .arg(format!("127.0.0.1:{port}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line.trim_end().to_string()).is_err() {
+                    break;
+                }
+            }
+        });
+        SmtpTls {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// Sends one command line and returns the reply's last line.
+    pub fn cmd(&mut self, line: &str) -> String {
+        use std::io::Write;
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        loop {
+            let l = self
+                .lines
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no reply to {line:?}"));
+            if l.len() >= 4 && l.as_bytes()[3] == b' ' {
+                return l;
+            }
+        }
+    }
+}
+
+impl Drop for SmtpTls {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+/// base64 of a SASL PLAIN response for `user` / `pass`.
+pub fn plain_token(user: &str, pass: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"))
 }

@@ -1,0 +1,371 @@
+//! Who may send as whom: a pure function of what the store knows about the login's
+//! organization and the addresses a message carries. No I/O, no async.
+//!
+//! The rule (DESIGN.md, "The sender rule"): the envelope sender and every header From
+//! address must be
+//! - `account` mode: a registered account (end_user, silent_user or functional) of the
+//!   organization, in a domain registered to it and active;
+//! - `domain` mode ("discovery"): any address in an active domain of the organization;
+//!   addresses that are not registered accounts are accepted and reported as discovered.
+//!
+//! Everything else is refused with `553 5.7.1` and a reply that says what to fix without
+//! revealing what other organizations own: a domain of another organization and an
+//! unknown domain get the same text.
+
+use std::fmt;
+
+use crate::address::{display_domain, normalize_address, Address};
+use crate::store::{AccountKind, SenderCheck};
+
+/// What the store knows about the login's organization, as far as the decision needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Facts {
+    pub organization: String,
+    pub sender_check: SenderCheck,
+    /// Every domain of the organization (A-labels) with its active flag.
+    pub domains: Vec<DomainFact>,
+    /// The organization's accounts (at least those among the addresses being judged).
+    pub accounts: Vec<AccountFact>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainFact {
+    pub name: String,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountFact {
+    pub address: String,
+    pub kind: AccountKind,
+}
+
+/// Where an address came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    EnvelopeSender,
+    HeaderFrom,
+}
+
+impl Role {
+    fn noun(self) -> &'static str {
+        match self {
+            Role::EnvelopeSender => "Sender address",
+            Role::HeaderFrom => "From header address",
+        }
+    }
+}
+
+/// The rule that decided, with what an administrator does about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rule {
+    /// A registered account in an active domain of the organization.
+    RegisteredAccount {
+        address: String,
+        kind: AccountKind,
+    },
+    /// `domain` mode: an unregistered address in an active domain (accepted, reported).
+    DiscoveredInActiveDomain {
+        address: String,
+    },
+    /// Not a syntactically valid address.
+    InvalidAddress {
+        input: String,
+    },
+    /// The domain is not one of the organization's (another organization's, or unknown).
+    DomainNotOwned {
+        address: String,
+        domain: String,
+    },
+    /// The domain is the organization's but inactive.
+    DomainInactive {
+        address: String,
+        domain: String,
+    },
+    /// `account` mode: the address is not a registered account.
+    NotRegistered {
+        address: String,
+        domain: String,
+    },
+    /// The message has no From field, or more than one, or one without an address.
+    FromFieldCount {
+        fields: usize,
+    },
+    FromWithoutAddress,
+    /// A null envelope sender with nothing else to judge (checked again at end of headers).
+    NullSender,
+}
+
+impl Rule {
+    /// Short machine name, used as the event reason.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Rule::RegisteredAccount { .. } => "registered_account",
+            Rule::DiscoveredInActiveDomain { .. } => "discovered",
+            Rule::InvalidAddress { .. } => "invalid_address",
+            Rule::DomainNotOwned { .. } => "domain_not_owned",
+            Rule::DomainInactive { .. } => "domain_inactive",
+            Rule::NotRegistered { .. } => "not_registered",
+            Rule::FromFieldCount { .. } => "from_field_count",
+            Rule::FromWithoutAddress => "from_without_address",
+            Rule::NullSender => "null_sender",
+        }
+    }
+
+    /// What decided, for the administrator (`postwarden explain`), with the fix where one
+    /// exists. May name things the SMTP client must not see.
+    pub fn explanation(&self, org: &str) -> String {
+        match self {
+            Rule::RegisteredAccount { address, kind } => format!(
+                "{address} is a registered {} account of organization {org} in an active domain",
+                kind.as_str()
+            ),
+            Rule::DiscoveredInActiveDomain { address } => format!(
+                "{address} is not a registered account, but organization {org} uses sender check \
+                 `domain` and its domain is active: accepted and reported as discovered \
+                 (register it with `postwarden account add {address} --kind end_user`)"
+            ),
+            Rule::InvalidAddress { input } => format!("{input:?} is not a valid mail address"),
+            Rule::DomainNotOwned { domain, .. } => format!(
+                "domain {} is not registered to organization {org}: register it with \
+                 `postwarden domain add {domain} --org {org}` if it is theirs",
+                display_domain(domain)
+            ),
+            Rule::DomainInactive { domain, .. } => format!(
+                "domain {} is registered to this organization but inactive: run \
+                 `postwarden domain activate {domain}`",
+                display_domain(domain)
+            ),
+            Rule::NotRegistered { address, .. } => format!(
+                "{address} is not a registered account of organization {org} (sender check \
+                 `account`): run `postwarden account add {address} --kind end_user`, or \
+                 `postwarden org set {org} --sender-check domain` to accept any address of its \
+                 active domains"
+            ),
+            Rule::FromFieldCount { fields } => format!(
+                "the message has {fields} From header fields; RFC 5322 requires exactly one"
+            ),
+            Rule::FromWithoutAddress => "the From header field holds no address".to_string(),
+            Rule::NullSender => {
+                "null envelope sender: the message is judged by its From header".to_string()
+            }
+        }
+    }
+}
+
+/// A refusal: the SMTP reply and the rule behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: &'static str,
+    pub xcode: &'static str,
+    pub text: String,
+    pub rule: Rule,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {}", self.code, self.xcode, self.text)
+    }
+}
+
+/// The decision on a message (or on its envelope sender alone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Every address passed; `rules` says why, one per address judged.
+    Accept {
+        rules: Vec<Rule>,
+    },
+    /// Accepted in `domain` mode with unregistered addresses to report.
+    AcceptDiscovered {
+        rules: Vec<Rule>,
+        discovered: Vec<String>,
+    },
+    Reject(Rejection),
+}
+
+impl Decision {
+    pub fn is_accept(&self) -> bool {
+        !matches!(self, Decision::Reject(_))
+    }
+
+    /// The rules that decided.
+    pub fn rules(&self) -> Vec<&Rule> {
+        match self {
+            Decision::Accept { rules } | Decision::AcceptDiscovered { rules, .. } => {
+                rules.iter().collect()
+            }
+            Decision::Reject(r) => vec![&r.rule],
+        }
+    }
+}
+
+fn reject(role: Role, rule: Rule) -> Decision {
+    let text = match &rule {
+        Rule::InvalidAddress { input } => {
+            format!("{} {input:?} is not a valid address", role.noun())
+        }
+        Rule::DomainNotOwned { address, domain } => format!(
+            "{} <{address}> rejected: {} is not a sending domain of your organization; \
+             use an address of your own domain or ask your provider to register it",
+            role.noun(),
+            display_domain(domain)
+        ),
+        Rule::DomainInactive { address, domain } => format!(
+            "{} <{address}> rejected: sending domain {} is inactive; ask your provider to \
+             activate it",
+            role.noun(),
+            display_domain(domain)
+        ),
+        Rule::NotRegistered { address, .. } => format!(
+            "{} <{address}> rejected: not a registered sender of your organization; ask your \
+             provider to register it",
+            role.noun()
+        ),
+        Rule::FromFieldCount { fields } => {
+            format!("Message must have exactly one From header field (it has {fields})")
+        }
+        Rule::FromWithoutAddress => "Message From header field holds no valid address".into(),
+        // Accepting rules never reach here.
+        other => format!("{} rejected ({})", role.noun(), other.name()),
+    };
+    let (code, xcode) = match rule {
+        Rule::FromFieldCount { .. } | Rule::FromWithoutAddress => ("550", "5.6.0"),
+        _ => ("553", "5.7.1"),
+    };
+    Decision::Reject(Rejection {
+        code,
+        xcode,
+        text,
+        rule,
+    })
+}
+
+/// Judges one address. `Ok(rule)` accepts (the rule says how), `Err` refuses.
+pub fn judge_address(facts: &Facts, role: Role, input: &str) -> Result<Rule, Decision> {
+    let address: Address = normalize_address(input).map_err(|_| {
+        reject(
+            role,
+            Rule::InvalidAddress {
+                input: input.to_string(),
+            },
+        )
+    })?;
+    let full = address.to_string();
+    let domain = address.domain.clone();
+    let Some(d) = facts.domains.iter().find(|d| d.name == domain) else {
+        return Err(reject(
+            role,
+            Rule::DomainNotOwned {
+                address: full,
+                domain,
+            },
+        ));
+    };
+    if !d.active {
+        return Err(reject(
+            role,
+            Rule::DomainInactive {
+                address: full,
+                domain,
+            },
+        ));
+    }
+    if let Some(a) = facts.accounts.iter().find(|a| a.address == full) {
+        return Ok(Rule::RegisteredAccount {
+            address: full,
+            kind: a.kind,
+        });
+    }
+    match facts.sender_check {
+        SenderCheck::Domain => Ok(Rule::DiscoveredInActiveDomain { address: full }),
+        SenderCheck::Account => Err(reject(
+            role,
+            Rule::NotRegistered {
+                address: full,
+                domain,
+            },
+        )),
+    }
+}
+
+/// Strips the angle brackets of a MAIL FROM argument; `None` for the null sender `<>`.
+pub fn envelope_address(arg: &str) -> Option<&str> {
+    let a = arg.trim();
+    let a = a
+        .strip_prefix('<')
+        .and_then(|x| x.strip_suffix('>'))
+        .unwrap_or(a);
+    (!a.is_empty()).then_some(a)
+}
+
+fn collect(rules: Vec<Rule>) -> Decision {
+    let discovered: Vec<String> = rules
+        .iter()
+        .filter_map(|r| match r {
+            Rule::DiscoveredInActiveDomain { address } => Some(address.clone()),
+            _ => None,
+        })
+        .collect();
+    if discovered.is_empty() {
+        Decision::Accept { rules }
+    } else {
+        let mut unique = discovered;
+        unique.sort();
+        unique.dedup();
+        Decision::AcceptDiscovered {
+            rules,
+            discovered: unique,
+        }
+    }
+}
+
+/// Judges the envelope sender alone (at MAIL). A null sender passes here; the message is
+/// then judged by its From header.
+pub fn judge_envelope(facts: &Facts, envelope: Option<&str>) -> Decision {
+    match envelope {
+        None => Decision::Accept {
+            rules: vec![Rule::NullSender],
+        },
+        Some(addr) => match judge_address(facts, Role::EnvelopeSender, addr) {
+            Ok(rule) => collect(vec![rule]),
+            Err(d) => d,
+        },
+    }
+}
+
+/// Judges a whole message: the envelope sender (`None` = null sender) and the addresses of
+/// each From header field (`from_fields[i]` = the addresses found in the i-th field).
+pub fn judge_message(
+    facts: &Facts,
+    envelope: Option<&str>,
+    from_fields: &[Vec<String>],
+) -> Decision {
+    let mut rules = Vec::new();
+    if let Some(addr) = envelope {
+        match judge_address(facts, Role::EnvelopeSender, addr) {
+            Ok(rule) => rules.push(rule),
+            Err(d) => return d,
+        }
+    }
+    if from_fields.len() != 1 {
+        return reject(
+            Role::HeaderFrom,
+            Rule::FromFieldCount {
+                fields: from_fields.len(),
+            },
+        );
+    }
+    if from_fields[0].is_empty() {
+        return reject(Role::HeaderFrom, Rule::FromWithoutAddress);
+    }
+    for addr in &from_fields[0] {
+        match judge_address(facts, Role::HeaderFrom, addr) {
+            Ok(rule) => rules.push(rule),
+            Err(d) => return d,
+        }
+    }
+    collect(rules)
+}
+
+#[cfg(test)]
+mod tests;
