@@ -26,7 +26,8 @@ use crate::store::{
                   2 usage or configuration error."
 )]
 pub struct Cli {
-    /// Configuration file (TOML). Without it the embedded default applies.
+    /// Configuration file (TOML). Default: /etc/postwarden/postwarden.toml if it exists,
+    /// otherwise the embedded default.
     #[arg(
         long,
         short = 'c',
@@ -51,6 +52,8 @@ pub enum Command {
     Run,
     /// Validate the configuration and print the effective settings.
     CheckConfig,
+    /// Create the data directory and the store, or migrate the store to this version.
+    Init,
     /// Customer organizations.
     #[command(subcommand)]
     Org(OrgCmd),
@@ -67,6 +70,15 @@ pub enum Command {
     Log(LogArgs),
     /// Show how the submission milter would judge a message, without sending anything.
     Explain(ExplainArgs),
+    /// Print the postconf commands that configure Postfix for postwarden, or apply them.
+    PostfixSetup {
+        /// Apply them (main.cf and master.cf are backed up first; `postfix check` must pass).
+        #[arg(long)]
+        apply: bool,
+        /// Postfix configuration directory (postconf -c); default: Postfix's own.
+        #[arg(long, value_name = "DIR")]
+        postfix_config_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -272,9 +284,22 @@ impl From<StoreError> for CliError {
 
 pub type CliResult = Result<(), CliError>;
 
+/// The system configuration file, used when no --config is given and it exists (the
+/// Debian package installs it); otherwise the embedded default applies.
+pub const SYSTEM_CONFIG: &str = "/etc/postwarden/postwarden.toml";
+
+/// The configuration file in effect: --config / POSTWARDEN_CONFIG, else the system file
+/// if present, else none (the embedded default).
+pub fn config_path(cli: &Cli) -> Option<PathBuf> {
+    cli.config.clone().or_else(|| {
+        let system = PathBuf::from(SYSTEM_CONFIG);
+        system.is_file().then_some(system)
+    })
+}
+
 /// Loads the configuration with the command line's overrides applied.
 pub fn load_config(cli: &Cli) -> Result<Config, CliError> {
-    let mut cfg = Config::load(cli.config.as_deref()).map_err(|e| CliError::Usage(e.0))?;
+    let mut cfg = Config::load(config_path(cli).as_deref()).map_err(|e| CliError::Usage(e.0))?;
     if let Some(dir) = &cli.data_dir {
         if dir.as_os_str().is_empty() {
             return Err(CliError::Usage("--data-dir must not be empty".into()));
@@ -382,9 +407,28 @@ pub fn admin(cli: &Cli) -> CliResult {
     let json = cli.json;
     match &cli.command {
         Command::Run => unreachable!("run is handled by main"),
+        Command::Init => {
+            let store = open_store(&cfg)?;
+            let version = store.schema_version()?;
+            emit(
+                json,
+                json!({"store": store.path(), "schema_version": version}),
+                || {
+                    format!(
+                        "store {} ready (schema version {version})",
+                        store.path().display()
+                    )
+                },
+            );
+            Ok(())
+        }
         Command::CheckConfig => {
+            let source = match config_path(cli) {
+                Some(p) => format!("# configuration file: {}", p.display()),
+                None => "# no configuration file: the embedded default".to_string(),
+            };
             emit(json, serde_json::to_value(&cfg).expect("json"), || {
-                cfg.to_toml()
+                format!("{source}\n{}", cfg.to_toml())
             });
             Ok(())
         }
@@ -395,7 +439,53 @@ pub fn admin(cli: &Cli) -> CliResult {
         Command::Log(args) if args.discovered => discovered(&cfg, json, args),
         Command::Log(args) => log(&cfg, json, args),
         Command::Explain(args) => explain(&cfg, json, args),
+        Command::PostfixSetup {
+            apply,
+            postfix_config_dir,
+        } => postfix_setup(json, *apply, postfix_config_dir.as_deref()),
     }
+}
+
+fn postfix_setup(json: bool, apply: bool, dir: Option<&Path>) -> CliResult {
+    use crate::postfix_setup as ps;
+    if !apply {
+        let cmds: Vec<String> = ps::postconf_commands(dir)
+            .iter()
+            .map(|c| ps::shell_line(c))
+            .collect();
+        emit(json, json!({"applied": false, "commands": cmds}), || {
+            format!(
+                "# The Postfix settings postwarden needs (from postfix/main.cf and postfix/master.cf).\n\
+                 # Run them, or `postwarden postfix-setup --apply` to run them with a backup,\n\
+                 # then `postfix reload`.\n{}",
+                cmds.join("\n")
+            )
+        });
+        return Ok(());
+    }
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(':', "");
+    let applied = ps::apply(dir, &stamp).map_err(CliError::Refused)?;
+    emit(
+        json,
+        json!({"applied": true, "config_directory": applied.config_directory, "backups": applied.backups,
+               "commands": applied.commands, "postfix_check": applied.check}),
+        || {
+            let backups: Vec<String> = applied
+                .backups
+                .iter()
+                .map(|b| b.display().to_string())
+                .collect();
+            format!(
+                "{}\napplied to {}; backups: {}\n`postfix check` passed. Reload Postfix to use it: postfix reload",
+                applied.commands.join("\n"),
+                applied.config_directory.display(),
+                backups.join(", ")
+            )
+        },
+    );
+    Ok(())
 }
 
 fn discovered(cfg: &Config, json: bool, args: &LogArgs) -> CliResult {

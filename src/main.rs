@@ -22,11 +22,20 @@ fn run(cli: &Cli) -> cli::CliResult {
     let cfg = cli::load_config(cli)?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.log_level.as_str()));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only on a terminal: not in journald or log files.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+    match cli::config_path(cli) {
+        Some(p) => tracing::info!(config = %p.display(), "configuration file"),
+        None => tracing::info!("no configuration file: the embedded default applies"),
+    }
     cli::ensure_data_dir(&cfg.data_dir)?;
+    // Before the runtime starts threads: this also clears the LISTEN_* variables.
+    let activated = postwarden::systemd::take_listeners();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -35,7 +44,7 @@ fn run(cli: &Cli) -> cli::CliResult {
         .block_on(async {
             // Handlers first: a signal that arrives during start-up stops the daemon once it is up.
             let shutdown = shutdown_signal()?;
-            postwarden::server::run(cfg, shutdown).await
+            postwarden::server::run(cfg, activated, shutdown).await
         })
         .map_err(|e| cli::CliError::Refused(format!("{e:#}")))
 }

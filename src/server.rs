@@ -1,6 +1,7 @@
 //! The daemon: `run(config, shutdown)` opens the store, binds the listeners, spawns the
 //! services and returns when `shutdown` resolves.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use crate::config::{Config, ListenAddr, SocketMode};
 use crate::events::EventSink;
 use crate::milter;
 use crate::store::{self, Store};
+use crate::systemd::{self, Activated};
 
 /// How often old events are removed.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -137,12 +139,54 @@ impl Listener {
         }
     }
 
+    /// A socket handed over by the service manager; its file (if any) is the manager's.
+    pub fn from_activated(a: Activated) -> std::io::Result<Listener> {
+        let inner = match a {
+            Activated::Tcp(l) => {
+                l.set_nonblocking(true)?;
+                EitherListener::Tcp(TcpListener::from_std(l)?)
+            }
+            Activated::Unix(l) => {
+                l.set_nonblocking(true)?;
+                EitherListener::Unix(UnixListener::from_std(l)?)
+            }
+        };
+        Ok(Listener { inner, path: None })
+    }
+
+    /// The listener named `name`: the service manager's socket when it passed one under
+    /// that name, otherwise the configured address, bound here.
+    pub async fn open(
+        name: &str,
+        activated: &mut HashMap<String, Activated>,
+        cfg: &Config,
+        addr: &ListenAddr,
+    ) -> anyhow::Result<Listener> {
+        if let Some(a) = activated.remove(name) {
+            let l = Listener::from_activated(a)
+                .with_context(|| format!("{name} socket from the service manager"))?;
+            info!(
+                listener = name,
+                "using the socket passed by the service manager"
+            );
+            return Ok(l);
+        }
+        Listener::bind(&cfg.resolve(addr), cfg.sockets.mode, &cfg.sockets.group)
+            .await
+            .with_context(|| format!("{name} listener"))
+    }
+
     /// The bound address, as a ListenAddr (with the real port for `inet:...:0`).
     pub fn local_addr(&self) -> ListenAddr {
         match (&self.inner, &self.path) {
             (EitherListener::Tcp(l), _) => ListenAddr::Inet(l.local_addr().expect("bound socket")),
             (_, Some(p)) => ListenAddr::Unix(p.clone()),
-            (_, None) => ListenAddr::Unix(PathBuf::new()),
+            (EitherListener::Unix(l), None) => ListenAddr::Unix(
+                l.local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+                    .unwrap_or_default(),
+            ),
         }
     }
 }
@@ -191,7 +235,14 @@ fn finish_auth_connection(cuid: u32, result: Result<(), dovecot_auth::ProtocolEr
 }
 
 /// Runs the daemon until `shutdown` resolves.
-pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+///
+/// `activated` holds the sockets a service manager passed (see `systemd`); a listener
+/// without one binds its configured address.
+pub async fn run(
+    cfg: Config,
+    mut activated: HashMap<String, Activated>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     // Create and migrate the store once; requests open it without creating it.
     drop(Store::open(
         &cfg.store_path(),
@@ -202,20 +253,15 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
 
     let events = EventSink::new(Arc::clone(&cfg));
     let auth_service = Arc::new(AuthService::new(Arc::clone(&cfg), Arc::clone(&events))?);
-    let auth_addr = cfg.resolve(&cfg.auth.listen);
-    let auth_listener = Listener::bind(&auth_addr, cfg.sockets.mode, &cfg.sockets.group)
-        .await
-        .context("auth listener")?;
+    let auth_listener = Listener::open("auth", &mut activated, &cfg, &cfg.auth.listen).await?;
     info!(listen = %auth_listener.local_addr(), "auth socket listening");
     let auth_task = tokio::spawn(serve_auth(auth_listener, auth_service));
 
-    let submission_listener = Listener::bind(
-        &cfg.resolve(&cfg.submission.listen),
-        cfg.sockets.mode,
-        &cfg.sockets.group,
-    )
-    .await
-    .context("submission milter listener")?;
+    let submission_listener =
+        Listener::open("submission", &mut activated, &cfg, &cfg.submission.listen).await?;
+    for name in activated.keys() {
+        warn!(name, "the service manager passed a socket no listener uses");
+    }
     info!(listen = %submission_listener.local_addr(), "submission milter listening");
     let (stop_milters, milters_stopped) = tokio::sync::watch::channel(false);
     let submission_task = tokio::spawn(milter::serve(
@@ -241,7 +287,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         store = %cfg.store_path().display(),
         "postwarden ready"
     );
+    if let Err(e) = systemd::notify_ready() {
+        warn!(error = %e, "could not notify the service manager");
+    }
     shutdown.await;
+    let _ = systemd::notify_stopping();
     pruner.abort();
     auth_task.abort();
     let _ = auth_task.await;

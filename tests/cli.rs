@@ -23,7 +23,7 @@ impl Pw {
 
     fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_postwarden"));
-        c.env_remove("POSTWARDEN_CONFIG")
+        c.env("POSTWARDEN_CONFIG", "/dev/null")
             .env("POSTWARDEN_DATA_DIR", self.data())
             .env("USER", "tester")
             .env_remove("SUDO_USER")
@@ -376,7 +376,7 @@ fn data_dir_option_env_and_default() {
     let out = Command::new(env!("CARGO_BIN_EXE_postwarden"))
         .args(["org", "add", "b"])
         .env_remove("POSTWARDEN_DATA_DIR")
-        .env_remove("POSTWARDEN_CONFIG")
+        .env("POSTWARDEN_CONFIG", "/dev/null")
         .current_dir(pw.dir.path())
         .output()
         .unwrap();
@@ -615,6 +615,16 @@ fn a_live_socket_is_never_taken_over() {
 }
 
 #[test]
+fn init_creates_and_migrates_the_store() {
+    let pw = Pw::new();
+    let v = pw.json(&["init"]);
+    assert_eq!(v["schema_version"], postwarden::store::MIGRATIONS.len());
+    assert!(pw.data().join("postwarden.db").exists());
+    // Idempotent.
+    assert_eq!(pw.json(&["init"])["schema_version"], v["schema_version"]);
+}
+
+#[test]
 fn newer_schema_is_refused_clearly() {
     let pw = Pw::new();
     pw.ok(&["org", "add", "acme"]);
@@ -833,4 +843,93 @@ fn explain_gives_the_decision_the_reply_and_the_fix() {
         0
     );
     pw.fails(2, &["log", "--discovered", "--kind", "auth"]);
+}
+
+#[test]
+fn notifies_the_service_manager_when_ready() {
+    let pw = Pw::new();
+    let notify = pw.dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut child = pw
+        .cmd()
+        .arg("run")
+        .env("NOTIFY_SOCKET", &notify)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("no READY=1 from the daemon");
+    assert_eq!(&buf[..n], b"READY=1\n");
+    // Ready means serving: the auth socket answers now.
+    assert!(std::os::unix::net::UnixStream::connect(pw.data().join("auth")).is_ok());
+    stop(&mut child);
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1\n");
+}
+
+#[test]
+fn uses_sockets_passed_by_the_service_manager() {
+    use std::io::{Read, Write};
+    let tool = "/usr/bin/systemd-socket-activate";
+    if !Path::new(tool).exists() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{tool} missing (package systemd) under CI=true");
+        }
+        eprintln!("SKIPPED: {tool} missing");
+        return;
+    }
+    let pw = Pw::new();
+    let auth = pw.dir.path().join("passed-auth");
+    let sub = pw.dir.path().join("passed-submission");
+    let log = pw.dir.path().join("daemon.log");
+    let mut child = Command::new(tool)
+        .arg("-l")
+        .arg(&auth)
+        .arg("-l")
+        .arg(&sub)
+        .arg("--fdname=auth:submission")
+        .args(["-E", "POSTWARDEN_CONFIG=/dev/null", "-E", "RUST_LOG=info"])
+        .arg("-E")
+        .arg(format!("POSTWARDEN_DATA_DIR={}", pw.data().display()))
+        .arg(env!("CARGO_BIN_EXE_postwarden"))
+        .arg("run")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !auth.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no socket from the manager"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The first connection starts the daemon on the passed socket.
+    let mut s = std::os::unix::net::UnixStream::connect(&auth).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"VERSION\t1\t0\nCPID\t7\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !String::from_utf8_lossy(&got).contains("DONE\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the handshake");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("VERSION\t1\t2\nMECH\tPLAIN"));
+    stop(&mut child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("using the socket passed by the service manager")
+            .count(),
+        2,
+        "{text}"
+    );
+    // Neither its own socket files nor the manager's were touched: the daemon bound none.
+    assert!(!pw.data().join("auth").exists());
+    assert!(
+        auth.exists() && sub.exists(),
+        "the manager's sockets must outlive the daemon"
+    );
 }

@@ -43,7 +43,7 @@ fn submission_requires_starttls_before_auth() {
     }
     let gw = Gateway::start("", &PostfixOpts::default());
     let (user, pass) = gw.acme();
-    let token = base64_plain(&user, &pass);
+    let token = plain_token(&user, &pass);
     let replies = smtp_plain(
         gw.postfix.submission_port,
         &[
@@ -63,24 +63,6 @@ fn submission_requires_starttls_before_auth() {
     assert_eq!(replies[3], "530 5.7.0 Must issue a STARTTLS command first");
     // postwarden was never asked.
     assert!(auth_reasons(&gw).is_empty());
-}
-
-fn base64_plain(user: &str, pass: &str) -> String {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("base64")
-        .arg("-w0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("\0{user}\0{pass}").as_bytes())
-        .unwrap();
-    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
 }
 
 #[test]

@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(postfix swaks sqlite3 dnsmasq-base opendkim-tools)
+# postfix, swaks, openssl: end-to-end tests; dnsmasq-base: loopback DNS; opendkim-tools:
+# an independent DKIM verifier; systemd (systemd-socket-activate), lintian: package test.
+PACKAGES=(postfix swaks openssl sqlite3 dnsmasq-base opendkim-tools systemd lintian)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -26,3 +28,12 @@ fi
 export POSTWARDEN_E2E_REQUIRED="${CI:-}"
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked -- --test-threads=2
+
+# The Debian package: built and installed against Debian's own Postfix (under CI=true or
+# POSTWARDEN_PACKAGE_TEST=1; it changes the system and restores /etc/postfix after).
+if [ "${CI:-}" = true ] || [ "${POSTWARDEN_PACKAGE_TEST:-}" = 1 ]; then
+    ./packaging/build-deb.sh
+    ./packaging/test-package.sh
+else
+    echo "run-all: package test SKIPPED (set POSTWARDEN_PACKAGE_TEST=1 or CI=true)"
+fi

@@ -1,0 +1,1 @@
+//! DKIM keys: generation, DNS TXT text, signing (arrives with the SPF/DKIM/DMARC work).

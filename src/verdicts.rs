@@ -1,0 +1,1 @@
+//! SPF, DKIM and DMARC verdicts via mail-auth; Authentication-Results (arrives with the SPF/DKIM/DMARC work).
