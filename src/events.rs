@@ -1,10 +1,12 @@
-//! Appends events to the store from the daemon, off the async threads. An event that
-//! cannot be written (store locked past its timeout, missing) is kept in a bounded
-//! backlog and written with the next event that can be, so the log keeps the temporary
-//! failures the store itself caused.
+//! Appends events to the store from the daemon, off the async threads, in the order they
+//! were handed over: one writer thread takes them from a channel (in batches under load).
+//! An event that cannot be written (store locked past its timeout, missing) is kept in a
+//! bounded backlog and written with the next event that can be, so the log keeps the
+//! temporary failures the store itself caused.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use tracing::warn;
 
@@ -13,45 +15,107 @@ use crate::store::{Event, Store};
 
 /// Events kept while the store cannot take them; the oldest go first past this.
 const MAX_BACKLOG: usize = 10_000;
+/// Events written in one batch at most.
+const MAX_BATCH: usize = 1_000;
+
+/// What the writer thread is asked to do.
+enum Job {
+    Write(Box<Event>, Option<tokio::sync::oneshot::Sender<()>>),
+    Flush(mpsc::Sender<()>),
+}
 
 pub struct EventSink {
     cfg: Arc<Config>,
     backlog: Mutex<VecDeque<Event>>,
+    jobs: Mutex<mpsc::Sender<Job>>,
 }
 
 impl EventSink {
+    /// A sink with its writer thread (which ends when the sink is dropped).
     pub fn new(cfg: Arc<Config>) -> Arc<EventSink> {
-        Arc::new(EventSink {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let sink = Arc::new(EventSink {
             cfg,
             backlog: Mutex::new(VecDeque::new()),
-        })
+            jobs: Mutex::new(tx),
+        });
+        let weak = Arc::downgrade(&sink);
+        std::thread::Builder::new()
+            .name("postwarden-events".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let Some(me) = weak.upgrade() else { break };
+                    let mut events = Vec::new();
+                    let mut acks = Vec::new();
+                    let mut flushes = Vec::new();
+                    for job in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH)) {
+                        match job {
+                            Job::Write(ev, ack) => {
+                                events.push(*ev);
+                                acks.extend(ack);
+                            }
+                            Job::Flush(done) => flushes.push(done),
+                        }
+                    }
+                    me.write_pending(events);
+                    for a in acks {
+                        let _ = a.send(());
+                    }
+                    for f in flushes {
+                        let _ = f.send(());
+                    }
+                }
+            })
+            .expect("event writer thread");
+        sink
+    }
+
+    fn send(&self, job: Job) -> bool {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.send(job).is_ok()
     }
 
     /// Writes `event` (and any backlog) now, on the calling thread: blocking.
     pub fn write_blocking(&self, event: Event) {
-        self.write_pending(Some(event));
+        self.write_pending(vec![event]);
     }
 
-    /// Writes the backlog, if any (at shutdown).
-    pub fn flush_blocking(&self) {
-        if self.backlog_len() > 0 {
-            self.write_pending(None);
+    /// Hands `event` to the writer and waits until it is written (or kept for later).
+    pub async fn write(&self, event: Event) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.send(Job::Write(Box::new(event), Some(tx))) {
+            let _ = rx.await;
         }
     }
 
-    fn write_pending(&self, event: Option<Event>) {
+    /// Hands `event` to the writer without waiting; the order of events is kept.
+    pub fn spawn_write(&self, event: Event) {
+        self.send(Job::Write(Box::new(event), None));
+    }
+
+    /// Waits until everything handed over so far is written, then retries the backlog
+    /// once (at shutdown). Blocking.
+    pub fn flush_blocking(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.send(Job::Flush(tx)) {
+            let _ = rx.recv_timeout(Duration::from_secs(30));
+        }
+        if self.backlog_len() > 0 {
+            self.write_pending(Vec::new());
+        }
+    }
+
+    fn write_pending(&self, events: Vec<Event>) {
         let mut pending: Vec<Event> = {
             let mut b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
             b.drain(..).collect()
         };
-        pending.extend(event);
+        pending.extend(events);
+        if pending.is_empty() {
+            return;
+        }
         let result = Store::open_existing(&self.cfg.store_path(), self.cfg.store.busy_timeout.0)
-            .and_then(|mut s| {
-                for ev in &pending {
-                    s.record_event(ev)?;
-                }
-                Ok(())
-            });
+            .and_then(|mut s| s.record_events(&pending));
         if let Err(e) = result {
             let mut b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
             // Keep order: what failed now goes before anything queued meanwhile.
@@ -63,20 +127,6 @@ impl EventSink {
             }
             warn!(error = %e, kept = b.len(), "events not recorded yet; kept for the next write");
         }
-    }
-
-    /// Writes `event` on the blocking pool and waits for it.
-    pub async fn write(self: &Arc<Self>, event: Event) {
-        let me = Arc::clone(self);
-        let _ = tokio::task::spawn_blocking(move || me.write_blocking(event)).await;
-    }
-
-    /// Writes `event` on the blocking pool without waiting.
-    pub fn spawn_write(self: &Arc<Self>, event: Event) {
-        let me = Arc::clone(self);
-        drop(tokio::task::spawn_blocking(move || {
-            me.write_blocking(event)
-        }));
     }
 
     pub fn backlog_len(&self) -> usize {
@@ -123,5 +173,33 @@ mod tests {
             .map(|e| e.outcome)
             .collect();
         assert_eq!(outcomes, ["first", "second", "third"]);
+    }
+
+    #[tokio::test]
+    async fn events_handed_over_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Arc::new(
+            Config::parse(
+                &format!("data_dir = {:?}\n", dir.path().display().to_string()),
+                "t",
+            )
+            .unwrap(),
+        );
+        drop(Store::open(&cfg.store_path(), Duration::from_secs(1), "t").unwrap());
+        let sink = EventSink::new(Arc::clone(&cfg));
+        for i in 0..200 {
+            sink.spawn_write(Event::new(EventKind::Auth, &i.to_string()));
+        }
+        sink.write(Event::new(EventKind::Auth, "last")).await;
+        let store = Store::open_existing(&cfg.store_path(), Duration::from_secs(1)).unwrap();
+        let outcomes: Vec<String> = store
+            .events(&EventFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.outcome)
+            .collect();
+        let mut expected: Vec<String> = (0..200).map(|i| i.to_string()).collect();
+        expected.push("last".into());
+        assert_eq!(outcomes, expected);
     }
 }

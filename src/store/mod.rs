@@ -973,6 +973,17 @@ impl Store {
         insert_event(&self.conn, ev).map_err(self.f())
     }
 
+    /// Appends several events in one transaction.
+    pub fn record_events(&mut self, events: &[Event]) -> Result<()> {
+        let path = self.path.clone();
+        self.write(|tx| {
+            for ev in events {
+                insert_event(tx, ev).map_err(|e| fault(&path, e))?;
+            }
+            Ok(())
+        })
+    }
+
     /// Events matching `filter`, oldest first; with a limit, the newest `limit` of them.
     pub fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
         let mut stmt = self
