@@ -13,6 +13,7 @@ sed -e 's|^data_dir = "postwarden-data"|data_dir = "/var/lib/postwarden"|' \
     -e 's|^group = ""|group = "postfix"|' \
     -e 's|^listen = "unix:auth"|listen = "unix:/var/spool/postfix/private/postwarden-auth"|' \
     -e 's|^listen = "unix:submission-milter"|listen = "unix:/var/spool/postfix/private/postwarden-submission"|' \
+    -e 's|^listen = "unix:inbound-milter"|listen = "unix:/var/spool/postfix/private/postwarden-inbound"|' \
     config/postwarden.toml > target/debian-config/postwarden.toml
 {
     echo "# Debian: the systemd socket units create the sockets named below (as Postfix's"
@@ -29,7 +30,8 @@ bin=target/release/postwarden
 effective=$("$bin" check-config --config target/debian-config/postwarden.toml)
 for want in 'data_dir = "/var/lib/postwarden"' 'group = "postfix"' \
     'listen = "unix:/var/spool/postfix/private/postwarden-auth"' \
-    'listen = "unix:/var/spool/postfix/private/postwarden-submission"'; do
+    'listen = "unix:/var/spool/postfix/private/postwarden-submission"' \
+    'listen = "unix:/var/spool/postfix/private/postwarden-inbound"'; do
     grep -qF "$want" <<<"$effective" || { echo "build-deb: Debian config lacks: $want" >&2; exit 1; }
 done
 ls target/debian/*.deb

@@ -84,7 +84,7 @@ postfix check || fail "postfix check"
 exec_start=$(sed -n 's/^ExecStart=//p' /lib/systemd/system/postwarden.service)
 socket_args=()
 names=()
-for name in auth submission; do
+for name in auth submission inbound; do
     path=$(sed -n 's/^ListenStream=//p' "/lib/systemd/system/postwarden-$name.socket")
     socket_args+=(-l "$path")
     names+=("$name")
@@ -94,7 +94,7 @@ systemd-socket-activate "${socket_args[@]}" --fdname="$(cat "$work/fdnames")" \
     -- setpriv --reuid=postwarden --regid=postwarden --init-groups $exec_start \
     > "$work/postwarden.log" 2>&1 &
 pids+=($!)
-for name in auth submission; do
+for name in auth submission inbound; do
     path=/var/spool/postfix/private/postwarden-$name
     for _ in $(seq 100); do [ -S "$path" ] && break; sleep 0.1; done
     [ -S "$path" ] || fail "socket $path not created"

@@ -70,6 +70,11 @@ pub enum Command {
     Log(LogArgs),
     /// Show how the submission milter would judge a message, without sending anything.
     Explain(ExplainArgs),
+    /// DKIM keys: generate, list, activate (rotate), retire.
+    #[command(subcommand)]
+    Dkim(DkimCmd),
+    /// Check a domain's published SPF, DKIM and DMARC records.
+    DnsCheck { domain: String },
     /// Print the postconf commands that configure Postfix for postwarden, or apply them.
     PostfixSetup {
         /// Apply them (main.cf and master.cf are backed up first; `postfix check` must pass).
@@ -79,6 +84,35 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         postfix_config_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AlgorithmArg {
+    Rsa,
+    Ed25519,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DkimCmd {
+    /// Generate a key (pending: it signs once activated) and print the DNS record to publish.
+    Keygen {
+        domain: String,
+        #[arg(long, value_enum, default_value = "rsa")]
+        algorithm: AlgorithmArg,
+        /// Selector; default: pw + year and month + r (rsa) or e (ed25519), e.g. pw202611r.
+        #[arg(long)]
+        selector: Option<String>,
+    },
+    /// List keys and their DNS records (never a private key).
+    List {
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Start signing with a key; an active key of the same algorithm is retired.
+    Activate { domain: String, selector: String },
+    /// Stop signing with a key (keep its DNS record published until mail signed with it
+    /// has been delivered).
+    Retire { domain: String, selector: String },
 }
 
 #[derive(Debug, clap::Args)]
@@ -439,10 +473,164 @@ pub fn admin(cli: &Cli) -> CliResult {
         Command::Log(args) if args.discovered => discovered(&cfg, json, args),
         Command::Log(args) => log(&cfg, json, args),
         Command::Explain(args) => explain(&cfg, json, args),
+        Command::Dkim(cmd) => dkim_cmd(&cfg, json, cmd),
+        Command::DnsCheck { domain } => dns_check(&cfg, json, domain),
         Command::PostfixSetup {
             apply,
             postfix_config_dir,
         } => postfix_setup(json, *apply, postfix_config_dir.as_deref()),
+    }
+}
+
+fn dkim_cmd(cfg: &Config, json: bool, cmd: &DkimCmd) -> CliResult {
+    use crate::dkim;
+    let mut store = open_store(cfg)?;
+    match cmd {
+        DkimCmd::Keygen {
+            domain,
+            algorithm,
+            selector,
+        } => {
+            let d = domain_arg(domain)?;
+            let alg = match algorithm {
+                AlgorithmArg::Rsa => dkim::Algorithm::Rsa,
+                AlgorithmArg::Ed25519 => dkim::Algorithm::Ed25519,
+            };
+            let selector = selector.clone().unwrap_or_else(|| {
+                let now =
+                    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+                let suffix = if alg == dkim::Algorithm::Rsa {
+                    "r"
+                } else {
+                    "e"
+                };
+                format!("pw{}{}{suffix}", &now[0..4], &now[5..7])
+            });
+            // Refuse early (unknown domain, bad or taken selector) before generating.
+            store::validate_selector(&selector)?;
+            if !store.domain_list(None)?.iter().any(|x| x.name == d) {
+                return Err(CliError::Refused(format!("domain {d} is not registered")));
+            }
+            let pair = dkim::generate(alg).map_err(|e| CliError::Refused(e.to_string()))?;
+            store.dkim_add(
+                &d,
+                &selector,
+                alg.as_str(),
+                &pair.private_pkcs8_der,
+                &pair.public_key_b64,
+            )?;
+            let rec = pair.dns_record(&d, &selector);
+            emit(
+                json,
+                json!({"domain": d, "selector": selector, "algorithm": alg.as_str(), "state": "pending",
+                       "dns_name": rec.name, "dns_value": rec.value, "dns_strings": rec.strings}),
+                || {
+                    format!(
+                        "DKIM key {selector} ({}) generated for {d}; it does not sign yet.\n\
+                         1. Publish this TXT record:\n\n{}\n\n\
+                         2. Check it: postwarden dns-check {d}\n\
+                         3. Start signing: postwarden dkim activate {d} {selector}",
+                        alg.as_str(),
+                        rec.zone_line()
+                    )
+                },
+            );
+        }
+        DkimCmd::List { domain } => {
+            let d = domain.as_deref().map(domain_arg).transpose()?;
+            let keys = store.dkim_list(d.as_deref())?;
+            let value: Vec<Value> = keys
+                .iter()
+                .map(|k| {
+                    let rec = dkim::dns_record(&k.domain, &k.selector, k.algorithm.parse().unwrap_or(dkim::Algorithm::Rsa), &k.public_key);
+                    json!({"domain": k.domain, "selector": k.selector, "algorithm": k.algorithm, "state": k.state,
+                           "created": k.created, "activated": k.activated, "retired": k.retired,
+                           "dns_name": rec.name, "dns_value": rec.value})
+                })
+                .collect();
+            emit(json, Value::Array(value), || {
+                table(
+                    &[
+                        "DOMAIN",
+                        "SELECTOR",
+                        "ALGORITHM",
+                        "STATE",
+                        "CREATED",
+                        "DNS_NAME",
+                    ],
+                    keys.iter()
+                        .map(|k| {
+                            vec![
+                                domain_text(&k.domain),
+                                k.selector.clone(),
+                                k.algorithm.clone(),
+                                k.state.clone(),
+                                format_time(k.created),
+                                format!("{}._domainkey.{}", k.selector, k.domain),
+                            ]
+                        })
+                        .collect(),
+                )
+            });
+        }
+        DkimCmd::Activate { domain, selector } => {
+            let d = domain_arg(domain)?;
+            let retired = store.dkim_activate(&d, selector)?;
+            emit(
+                json,
+                json!({"domain": d, "selector": selector, "state": "active", "retired": retired}),
+                || {
+                    match &retired {
+                    Some(old) => format!(
+                        "{d}: now signing with {selector}; {old} retired (keep its DNS record for a few days, then remove it)"
+                    ),
+                    None => format!("{d}: now signing with {selector}"),
+                }
+                },
+            );
+        }
+        DkimCmd::Retire { domain, selector } => {
+            let d = domain_arg(domain)?;
+            store.dkim_retire(&d, selector)?;
+            emit(
+                json,
+                json!({"domain": d, "selector": selector, "state": "retired"}),
+                || {
+                    format!("{d}: {selector} no longer signs; keep its DNS record until mail signed with it has been delivered")
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+fn dns_check(cfg: &Config, json: bool, domain: &str) -> CliResult {
+    let d = domain_arg(domain)?;
+    let store = open_store(cfg)?;
+    let keys = store.dkim_list(Some(&d))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Refused(format!("cannot start the runtime: {e}")))?;
+    let report = runtime
+        .block_on(crate::dnscheck::check(cfg, &d, &keys))
+        .map_err(CliError::Refused)?;
+    emit(json, serde_json::to_value(&report).expect("json"), || {
+        table(
+            &["CHECK", "STATUS", "DETAIL"],
+            report
+                .checks
+                .iter()
+                .map(|c| vec![c.check.clone(), c.status.as_str().into(), c.detail.clone()])
+                .collect(),
+        )
+    });
+    if report.failed() {
+        Err(CliError::Refused(format!(
+            "{d}: some DNS checks fail (see the table)"
+        )))
+    } else {
+        Ok(())
     }
 }
 

@@ -17,11 +17,79 @@ pub const DEFAULT_TOML: &str = include_str!("../config/postwarden.toml");
 pub struct Config {
     pub data_dir: PathBuf,
     pub log_level: LogLevel,
+    pub max_message_mib: u32,
     pub store: StoreConfig,
     pub password_hash: PasswordHashConfig,
     pub sockets: SocketsConfig,
     pub auth: AuthConfig,
     pub submission: SubmissionConfig,
+    pub inbound: InboundConfig,
+    pub dns: DnsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InboundConfig {
+    pub listen: ListenAddr,
+    pub authserv_id: String,
+    pub dns_failure: DnsFailureAction,
+    pub dmarc_reject: DmarcRejectAction,
+    pub dmarc_quarantine: DmarcQuarantineAction,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsFailureAction {
+    Tempfail,
+    Accept,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcRejectAction {
+    Reject,
+    Quarantine,
+    Accept,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcQuarantineAction {
+    Hold,
+    Header,
+    Accept,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    pub nameservers: Vec<Nameserver>,
+    pub timeout: HumanDuration,
+    pub outbound_addresses: Vec<IpAddr>,
+}
+
+/// A nameserver: "IP" (port 53) or "IP:PORT".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Nameserver(pub SocketAddr);
+
+impl<'de> Deserialize<'de> for Nameserver {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(Nameserver(SocketAddr::new(ip, 53)));
+        }
+        parse_socket_addr(&s).map(Nameserver).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid nameserver {s:?}: expected \"IP\" or \"IP:PORT\" with a numeric IP"
+            ))
+        })
+    }
+}
+
+impl Serialize for Nameserver {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -81,6 +149,7 @@ mod partial {
     pub struct Config {
         pub data_dir: Option<PathBuf>,
         pub log_level: Option<LogLevel>,
+        pub max_message_mib: Option<u32>,
         #[serde(default)]
         pub store: StoreConfig,
         #[serde(default)]
@@ -91,6 +160,10 @@ mod partial {
         pub auth: AuthConfig,
         #[serde(default)]
         pub submission: SubmissionConfig,
+        #[serde(default)]
+        pub inbound: InboundConfig,
+        #[serde(default)]
+        pub dns: DnsConfig,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -104,6 +177,24 @@ mod partial {
     #[serde(deny_unknown_fields)]
     pub struct SubmissionConfig {
         pub listen: Option<ListenAddr>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct InboundConfig {
+        pub listen: Option<ListenAddr>,
+        pub authserv_id: Option<String>,
+        pub dns_failure: Option<DnsFailureAction>,
+        pub dmarc_reject: Option<DmarcRejectAction>,
+        pub dmarc_quarantine: Option<DmarcQuarantineAction>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct DnsConfig {
+        pub nameservers: Option<Vec<Nameserver>>,
+        pub timeout: Option<HumanDuration>,
+        pub outbound_addresses: Option<Vec<IpAddr>>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -188,7 +279,7 @@ impl Config {
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let over: partial::Config = deserialize(text, origin)?;
         let mut cfg = Config::default_config();
-        merge!(cfg, over, data_dir, log_level);
+        merge!(cfg, over, data_dir, log_level, max_message_mib);
         merge!(cfg.store, over.store, path, busy_timeout, event_retention);
         merge!(
             cfg.password_hash,
@@ -206,6 +297,16 @@ impl Config {
         );
         merge!(cfg.sockets, over.sockets, mode, group);
         merge!(cfg.submission, over.submission, listen);
+        merge!(
+            cfg.inbound,
+            over.inbound,
+            listen,
+            authserv_id,
+            dns_failure,
+            dmarc_reject,
+            dmarc_quarantine
+        );
+        merge!(cfg.dns, over.dns, nameservers, timeout, outbound_addresses);
         merge!(
             cfg.auth.throttle,
             over.auth.throttle,
@@ -266,6 +367,25 @@ impl Config {
         }
         if th.window.0.is_zero() {
             return err("auth.throttle.window", "must be longer than 0s".into());
+        }
+        if self.dns.timeout.0.is_zero() || self.dns.timeout.0 > Duration::from_secs(10) {
+            return err(
+                "dns.timeout",
+                "must be between 1ms and 10s (Postfix gives a milter step 30s)".into(),
+            );
+        }
+        if self.max_message_mib == 0 || self.max_message_mib > 1024 {
+            return err("max_message_mib", "must be between 1 and 1024".into());
+        }
+        if self
+            .inbound
+            .authserv_id
+            .contains(|c: char| c.is_whitespace() || c == ';')
+        {
+            return err(
+                "inbound.authserv_id",
+                "must be one token (no spaces or ';')".into(),
+            );
         }
         if self.store.path.as_os_str().is_empty() {
             return err("store.path", "must not be empty".into());
@@ -618,6 +738,28 @@ mod tests {
             e.contains("auth.throttle.window") && e.contains("line 2"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn dns_and_inbound_keys() {
+        let cfg = Config::parse("[dns]\nnameservers = [\"127.0.0.1:5353\", \"::1\"]\n[inbound]\ndmarc_quarantine = \"header\"\n", "x").unwrap();
+        assert_eq!(cfg.dns.nameservers[0].0, "127.0.0.1:5353".parse().unwrap());
+        assert_eq!(cfg.dns.nameservers[1].0, "[::1]:53".parse().unwrap());
+        assert_eq!(cfg.inbound.dmarc_quarantine, DmarcQuarantineAction::Header);
+        let e = err("[dns]\nnameservers = [\"dns.example\"]\n");
+        assert!(
+            e.contains("line 2")
+                && e.contains("dns.nameservers")
+                && e.contains("invalid nameserver"),
+            "{e}"
+        );
+        let e = err("[inbound]\ndmarc_reject = \"bounce\"\n");
+        assert!(
+            e.contains("inbound.dmarc_reject") && e.contains("unknown variant"),
+            "{e}"
+        );
+        let e = err("[dns]\ntimeout = \"1min\"\n");
+        assert!(e.contains("dns.timeout"), "{e}");
     }
 
     #[test]

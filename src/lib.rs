@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod credential;
 pub mod dkim;
+pub mod dnscheck;
 pub mod events;
 pub mod milter;
 pub mod policy;

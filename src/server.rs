@@ -259,6 +259,9 @@ pub async fn run(
 
     let submission_listener =
         Listener::open("submission", &mut activated, &cfg, &cfg.submission.listen).await?;
+    let inbound_listener =
+        Listener::open("inbound", &mut activated, &cfg, &cfg.inbound.listen).await?;
+    info!(listen = %inbound_listener.local_addr(), "inbound milter listening");
     for name in activated.keys() {
         warn!(name, "the service manager passed a socket no listener uses");
     }
@@ -270,6 +273,15 @@ pub async fn run(
             Arc::clone(&cfg),
             Arc::clone(&events),
         )),
+        milters_stopped.clone(),
+    ));
+
+    let inbound_task = tokio::spawn(milter::serve(
+        inbound_listener,
+        milter::inbound::callbacks(milter::inbound::InboundMilter::new(
+            Arc::clone(&cfg),
+            Arc::clone(&events),
+        )?),
         milters_stopped.clone(),
     ));
 
@@ -297,6 +309,7 @@ pub async fn run(
     let _ = auth_task.await;
     let _ = stop_milters.send(true);
     let _ = submission_task.await;
+    let _ = inbound_task.await;
     let _ = tokio::task::spawn_blocking(move || events.flush_blocking()).await;
     info!("postwarden stopped");
     Ok(())

@@ -933,3 +933,114 @@ fn uses_sockets_passed_by_the_service_manager() {
         "the manager's sockets must outlive the daemon"
     );
 }
+
+#[test]
+fn dkim_keygen_list_activate_retire() {
+    let pw = Pw::new();
+    pw.acme();
+    let v = pw.json(&[
+        "dkim",
+        "keygen",
+        "acme.example",
+        "--algorithm",
+        "rsa",
+        "--selector",
+        "s1",
+    ]);
+    assert_eq!(v["state"], "pending");
+    assert_eq!(v["dns_name"], "s1._domainkey.acme.example");
+    let strings: Vec<&str> = v["dns_strings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(
+        strings.len() >= 2 && strings.iter().all(|s| s.len() <= 255),
+        "{strings:?}"
+    );
+    assert_eq!(strings.concat(), v["dns_value"].as_str().unwrap());
+    assert!(v["dns_value"]
+        .as_str()
+        .unwrap()
+        .starts_with("v=DKIM1; k=rsa; p=MII"));
+    // The text form tells what to do next.
+    let text = pw.ok(&[
+        "dkim",
+        "keygen",
+        "acme.example",
+        "--algorithm",
+        "ed25519",
+        "--selector",
+        "e1",
+    ]);
+    assert!(text.contains("e1._domainkey.acme.example."), "{text}");
+    assert!(text.contains("postwarden dns-check acme.example"), "{text}");
+    assert!(
+        text.contains("postwarden dkim activate acme.example e1"),
+        "{text}"
+    );
+    // A default selector is made up when none is given.
+    let v = pw.json(&["dkim", "keygen", "acme.example", "--algorithm", "ed25519"]);
+    assert!(
+        v["selector"].as_str().unwrap().starts_with("pw")
+            && v["selector"].as_str().unwrap().ends_with('e'),
+        "{v}"
+    );
+    let err = pw.fails(
+        1,
+        &[
+            "dkim",
+            "keygen",
+            "acme.example",
+            "--selector",
+            "s1",
+            "--algorithm",
+            "ed25519",
+        ],
+    );
+    assert!(err.contains("already has a key with selector s1"), "{err}");
+    let err = pw.fails(1, &["dkim", "keygen", "ghost.example"]);
+    assert!(err.contains("not registered"), "{err}");
+    // Rotation.
+    assert_eq!(
+        pw.json(&["dkim", "activate", "acme.example", "e1"])["retired"],
+        Value::Null
+    );
+    let v = pw.json(&[
+        "dkim",
+        "keygen",
+        "acme.example",
+        "--algorithm",
+        "ed25519",
+        "--selector",
+        "e2",
+    ]);
+    assert_eq!(v["state"], "pending");
+    assert_eq!(
+        pw.json(&["dkim", "activate", "acme.example", "e2"])["retired"],
+        "e1"
+    );
+    pw.ok(&["dkim", "retire", "acme.example", "e2"]);
+    let list = pw.json(&["dkim", "list", "--domain", "acme.example"]);
+    let states: Vec<(String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["selector"].as_str().unwrap().to_string(),
+                k["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(states.contains(&("s1".into(), "pending".into())));
+    assert!(states.contains(&("e1".into(), "retired".into())));
+    assert!(states.contains(&("e2".into(), "retired".into())));
+    assert!(!list.to_string().contains("private"), "{list}");
+    let log = pw.ok(&["log", "--kind", "admin"]);
+    assert!(
+        log.contains("dkim activate acme.example selector=e2 (retired e1)"),
+        "{log}"
+    );
+}

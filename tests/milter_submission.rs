@@ -145,12 +145,14 @@ async fn negotiates_only_what_it_uses() {
     for unused in [
         ProtoOpts::NO_HELO,
         ProtoOpts::NO_DATA,
-        ProtoOpts::NO_BODY,
         ProtoOpts::NO_UNKNOWN,
     ] {
         assert!(opts.contains(unused), "{opts:?} lacks {unused:?}");
     }
+    // The body is read for DKIM signing; signatures are inserted as headers.
+    assert!(c.negotiated_actions().contains(indymilter_test::Actions::ADD_HEADER));
     for used in [
+        ProtoOpts::NO_BODY,
         ProtoOpts::NO_CONNECT,
         ProtoOpts::NO_MAIL,
         ProtoOpts::NO_RCPT,

@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# postfix, swaks, openssl: end-to-end tests; dnsmasq-base: loopback DNS; opendkim-tools:
-# an independent DKIM verifier; systemd (systemd-socket-activate), lintian: package test.
-PACKAGES=(postfix swaks openssl sqlite3 dnsmasq-base opendkim-tools systemd lintian)
+# postfix, swaks, openssl: end-to-end tests; dnsmasq-base: loopback DNS; python3-dkim
+# (+ dnspython, nacl for Ed25519): an independent DKIM verifier; systemd
+# (systemd-socket-activate), lintian: the package test.
+PACKAGES=(postfix swaks openssl sqlite3 dnsmasq-base python3-dkim python3-dnspython python3-nacl systemd lintian)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,11 +1,79 @@
 //! The milters: indymilter callbacks and session state, nothing else.
 
+pub mod inbound;
 pub mod submission;
+
+use std::ffi::CString;
 
 use tokio::sync::watch;
 use tracing::error;
 
 use crate::server::Listener;
+
+/// A message's header fields and body as the milter receives them, bounded in size.
+#[derive(Debug, Default)]
+pub struct MessageBuffer {
+    /// Header fields as received (value bytes exactly as Postfix passed them).
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+    /// More body arrived than `max` allowed.
+    pub truncated: bool,
+    /// Whether header values arrive with their leading space (negotiated).
+    pub leading_space: bool,
+}
+
+/// Header fields kept per message at most.
+const MAX_HEADERS: usize = 10_000;
+
+impl MessageBuffer {
+    pub fn header(&mut self, name: &str, value: Vec<u8>) {
+        if self.headers.len() < MAX_HEADERS {
+            self.headers.push((name.to_string(), value));
+        }
+    }
+
+    /// Appends a body chunk, keeping at most `max` bytes of body.
+    pub fn body_chunk(&mut self, chunk: &[u8], max: usize) {
+        let room = max.saturating_sub(self.body.len());
+        if chunk.len() > room {
+            self.truncated = true;
+        }
+        self.body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+
+    /// The message as RFC 5322 text with CRLF line ends (for DKIM and the verifiers).
+    pub fn raw(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + 4096);
+        for (name, value) in &self.headers {
+            out.extend_from_slice(name.as_bytes());
+            out.push(b':');
+            if !self.leading_space {
+                out.push(b' ');
+            }
+            let mut prev = 0u8;
+            for &b in value {
+                if b == b'\n' && prev != b'\r' {
+                    out.push(b'\r');
+                }
+                out.push(b);
+                prev = b;
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+/// A macro's value, if Postfix sent it and it is not empty.
+pub fn macro_value(macros: &indymilter::Macros, name: &str) -> Option<String> {
+    let name = CString::new(name).ok()?;
+    macros
+        .get(&name)
+        .map(|v| v.to_string_lossy().into_owned())
+        .filter(|v| !v.is_empty())
+}
 
 /// Runs a milter on `listener` until `stop` turns true; in-flight sessions are told to end.
 pub async fn serve<T: Send + 'static>(
@@ -24,5 +92,30 @@ pub async fn serve<T: Send + 'static>(
     };
     if let Err(e) = indymilter::run(listener, callbacks, config, shutdown).await {
         error!(error = %e, "milter stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_rebuilds_crlf_text_and_bounds_the_body() {
+        let mut m = MessageBuffer::default();
+        m.header("Subject", b"folded\n\tline".to_vec());
+        m.header("From", b"a@b.example".to_vec());
+        m.body_chunk(b"0123456789", 8);
+        m.body_chunk(b"more", 8);
+        assert!(m.truncated);
+        assert_eq!(
+            m.raw(),
+            b"Subject: folded\r\n\tline\r\nFrom: a@b.example\r\n\r\n01234567".to_vec()
+        );
+        let mut lead = MessageBuffer {
+            leading_space: true,
+            ..Default::default()
+        };
+        lead.header("X", b" v".to_vec());
+        assert_eq!(lead.raw(), b"X: v\r\n\r\n".to_vec());
     }
 }

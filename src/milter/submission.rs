@@ -2,20 +2,23 @@
 //! at MAIL) and every header From address (judged at end of headers). Session state and
 //! indymilter callbacks only; the decision is `policy`, the facts come from the store.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::sync::Arc;
 
 use indymilter::{
-    Callbacks, Context, EomContext, MacroStage, NegotiateContext, ProtoOpts, SetErrorReply,
-    SocketInfo, Status,
+    Callbacks, Context, ContextActions, EomContext, MacroStage, NegotiateContext, ProtoOpts,
+    SetErrorReply, SocketInfo, Status,
 };
 use tracing::{info, warn};
 
 use crate::address::{header_addresses, normalize_address};
 use crate::config::Config;
+use crate::dkim;
 use crate::events::EventSink;
 use crate::policy::{self, Decision, Facts, Rejection};
 use crate::store::{Event, EventKind, Store, StoreError};
+
+use super::{macro_value, MessageBuffer};
 
 /// Per-connection state (one SMTP session; several messages).
 #[derive(Debug, Default)]
@@ -37,14 +40,8 @@ struct Message {
     from_fields: Vec<Vec<String>>,
     /// The accepting decision reached at end of headers, recorded at end of message.
     accepted: Option<Decision>,
-}
-
-fn macro_value(macros: &indymilter::Macros, name: &str) -> Option<String> {
-    let name = CString::new(name).ok()?;
-    macros
-        .get(&name)
-        .map(|v: &CStr| v.to_string_lossy().into_owned())
-        .filter(|v| !v.is_empty())
+    /// Header fields and body, for DKIM signing.
+    buffer: MessageBuffer,
 }
 
 pub struct SubmissionMilter {
@@ -252,6 +249,69 @@ impl SubmissionMilter {
         }
     }
 
+    /// Signs with the active keys of the (first) header From domain; returns the note for
+    /// the event. No active key: unsigned, and the note says so.
+    async fn sign(&self, cx: &mut EomContext<Session>) -> Result<String, String> {
+        let session = cx.data.get_or_insert_with(Session::default);
+        let m = &session.message;
+        let Some(domain) = m
+            .from_fields
+            .iter()
+            .flatten()
+            .find_map(|a| normalize_address(a).ok())
+            .map(|a| a.domain)
+        else {
+            return Ok("dkim: unsigned (no From domain)".into());
+        };
+        if m.buffer.truncated {
+            return Err(format!(
+                "message larger than max_message_mib; not signed for {domain}"
+            ));
+        }
+        let cfg = Arc::clone(&self.cfg);
+        let d = domain.clone();
+        let keys = tokio::task::spawn_blocking(move || {
+            Store::open_existing(&cfg.store_path(), cfg.store.busy_timeout.0)
+                .and_then(|s| s.dkim_signing_keys(&d))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        if keys.is_empty() {
+            return Ok(format!("dkim: unsigned (no active key for {domain})"));
+        }
+        let signing: Vec<dkim::SigningKey> = keys
+            .iter()
+            .map(|k| {
+                Ok(dkim::SigningKey {
+                    domain: k.domain.clone(),
+                    selector: k.selector.clone(),
+                    algorithm: k
+                        .algorithm
+                        .parse()
+                        .map_err(|e: dkim::DkimError| e.to_string())?,
+                    private_pkcs8_der: k.private_key.clone(),
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        let raw = m.buffer.raw();
+        let headers = tokio::task::spawn_blocking(move || dkim::sign(&raw, &signing))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        // Inserted at the top, last first, so they appear in key order.
+        for h in headers.iter().rev() {
+            if let Some((name, value)) = dkim::milter_header(h) {
+                cx.actions
+                    .insert_header(0, name, value)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let selectors: Vec<&str> = keys.iter().map(|k| k.selector.as_str()).collect();
+        Ok(format!("dkim: signed d={domain} s={}", selectors.join(",")))
+    }
+
     async fn on_eom(&self, cx: &mut EomContext<Session>) -> Status {
         if let Some(qid) = macro_value(&cx.macros, "i") {
             cx.data
@@ -280,6 +340,23 @@ impl SubmissionMilter {
                 );
             }
         };
+        let signed = match self.sign(cx).await {
+            Ok(note) => note,
+            Err(e) => {
+                warn!(error = %e, "DKIM signing failed: temporary failure");
+                let session = cx.data.get_or_insert_with(Session::default);
+                self.record(session, "tempfail", format!("dkim: {e}"), vec![])
+                    .await;
+                return Self::reply(
+                    &mut cx.reply,
+                    "451",
+                    "4.3.0",
+                    "Temporary failure signing the message; try again later",
+                );
+            }
+        };
+        let reason = format!("{reason}; {signed}");
+        let session = cx.data.get_or_insert_with(Session::default);
         info!(
             login = session.message.login.as_deref().unwrap_or(""),
             queue_id = session.message.queue_id.as_deref().unwrap_or(""),
@@ -296,6 +373,7 @@ const MAX_FROM_FIELDS: usize = 16;
 
 /// The indymilter callbacks of the submission milter.
 pub fn callbacks(milter: Arc<SubmissionMilter>) -> Callbacks<Session> {
+    let max_body = milter.cfg.max_message_mib as usize * 1024 * 1024;
     let (m1, m2, m3) = (
         Arc::clone(&milter),
         Arc::clone(&milter),
@@ -311,6 +389,8 @@ pub fn callbacks(milter: Arc<SubmissionMilter>) -> Callbacks<Session> {
                     .insert(MacroStage::Eoh, CString::new("i").unwrap());
                 cx.requested_macros
                     .insert(MacroStage::Eom, CString::new("i").unwrap());
+                // DKIM-Signature headers are inserted at end of message.
+                cx.requested_actions |= indymilter::Actions::ADD_HEADER;
                 // Header callbacks never reply: save Postfix the round trip where it can.
                 if opts.contains(ProtoOpts::NOREPLY_HEADER) {
                     cx.requested_opts |= ProtoOpts::NOREPLY_HEADER;
@@ -343,12 +423,10 @@ pub fn callbacks(milter: Arc<SubmissionMilter>) -> Callbacks<Session> {
         })
         .on_header(|cx: &mut Context<Session>, name: CString, value: CString| {
             Box::pin(async move {
+                let message = &mut cx.data.get_or_insert_with(Session::default).message;
+                let name_text = name.to_string_lossy().into_owned();
                 if name.as_bytes().eq_ignore_ascii_case(b"From") {
-                    let fields = &mut cx
-                        .data
-                        .get_or_insert_with(Session::default)
-                        .message
-                        .from_fields;
+                    let fields = &mut message.from_fields;
                     if fields.len() < MAX_FROM_FIELDS {
                         fields.push(header_addresses(value.as_bytes()));
                     } else {
@@ -357,6 +435,17 @@ pub fn callbacks(milter: Arc<SubmissionMilter>) -> Callbacks<Session> {
                         fields.truncate(MAX_FROM_FIELDS + 1);
                     }
                 }
+                message.buffer.header(&name_text, value.into_bytes());
+                Status::Continue
+            })
+        })
+        .on_body(move |cx: &mut Context<Session>, chunk| {
+            Box::pin(async move {
+                cx.data
+                    .get_or_insert_with(Session::default)
+                    .message
+                    .buffer
+                    .body_chunk(&chunk, max_body);
                 Status::Continue
             })
         })

@@ -165,6 +165,39 @@ pub struct LoginRecord {
     pub revoked: bool,
 }
 
+/// A DKIM key as the CLI lists it: never the private key.
+#[derive(Debug, Clone, Serialize)]
+pub struct DkimKeyInfo {
+    pub domain: String,
+    pub selector: String,
+    pub algorithm: String,
+    pub public_key: String,
+    pub state: String,
+    pub created: i64,
+    pub activated: Option<i64>,
+    pub retired: Option<i64>,
+}
+
+/// An active key with its private part, for signing.
+#[derive(Clone)]
+pub struct DkimSigningKey {
+    pub domain: String,
+    pub selector: String,
+    pub algorithm: String,
+    pub private_key: Vec<u8>,
+}
+
+impl fmt::Debug for DkimSigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DkimSigningKey")
+            .field("domain", &self.domain)
+            .field("selector", &self.selector)
+            .field("algorithm", &self.algorithm)
+            .field("private_key", &"<hidden>")
+            .finish()
+    }
+}
+
 /// A sender accepted in `domain` mode that is not a registered account.
 #[derive(Debug, Clone, Serialize)]
 pub struct Discovered {
@@ -277,6 +310,20 @@ impl Store {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut store = Store::open_with(path, flags, busy_timeout, actor)?;
         store.migrate()?;
+        // The store holds DKIM private keys and password hashes: never world-readable.
+        // (SQLite gives its -wal and -shm files the database file's mode.)
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(path) {
+                let mode = meta.permissions().mode();
+                if mode & 0o007 != 0 {
+                    let _ = std::fs::set_permissions(
+                        path,
+                        std::fs::Permissions::from_mode(mode & 0o770),
+                    );
+                }
+            }
+        }
         Ok(store)
     }
 
@@ -967,6 +1014,173 @@ impl Store {
         rows.collect::<rusqlite::Result<_>>().map_err(self.f())
     }
 
+    // ---- DKIM keys ----
+
+    /// Stores a new (pending) DKIM key for a registered domain.
+    pub fn dkim_add(
+        &mut self,
+        domain: &str,
+        selector: &str,
+        algorithm: &str,
+        private_key: &[u8],
+        public_key: &str,
+    ) -> Result<()> {
+        validate_selector(selector)?;
+        let (path, actor) = (self.path.clone(), self.actor.clone());
+        self.write(|tx| {
+            let (domain_id, org, _) = Self::domain_row(tx, &path, domain)?;
+            let taken: bool = tx
+                .query_row(
+                    "SELECT EXISTS(SELECT 1 FROM dkim_key WHERE domain_id = ?1 AND selector = ?2)",
+                    params![domain_id, selector],
+                    |r| r.get(0),
+                )
+                .map_err(|e| fault(&path, e))?;
+            if taken {
+                return refused(format!("domain {domain} already has a key with selector {selector}; choose another --selector"));
+            }
+            tx.execute(
+                "INSERT INTO dkim_key (domain_id, selector, algorithm, private_key, public_key, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![domain_id, selector, algorithm, private_key, public_key, now()],
+            )
+            .map_err(|e| fault(&path, e))?;
+            Self::admin_event(tx, &path, &actor, Some(&org), format!("dkim keygen {domain} selector={selector} algorithm={algorithm}"))
+        })
+    }
+
+    /// DKIM keys (without private keys), optionally of one domain.
+    pub fn dkim_list(&self, domain: Option<&str>) -> Result<Vec<DkimKeyInfo>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT d.name, k.selector, k.algorithm, k.public_key, k.state, k.created, k.activated, k.retired
+                 FROM dkim_key k JOIN domain d ON k.domain_id = d.id
+                 WHERE ?1 IS NULL OR d.name = ?1 ORDER BY d.name, k.created, k.selector",
+            )
+            .map_err(self.f())?;
+        let rows = stmt
+            .query_map([domain], |r| {
+                Ok(DkimKeyInfo {
+                    domain: r.get(0)?,
+                    selector: r.get(1)?,
+                    algorithm: r.get(2)?,
+                    public_key: r.get(3)?,
+                    state: r.get(4)?,
+                    created: r.get(5)?,
+                    activated: r.get(6)?,
+                    retired: r.get(7)?,
+                })
+            })
+            .map_err(self.f())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.f())
+    }
+
+    /// Makes a key sign. An active key of the same algorithm for the domain is retired
+    /// (the switch of a rotation); returns its selector.
+    pub fn dkim_activate(&mut self, domain: &str, selector: &str) -> Result<Option<String>> {
+        let (path, actor) = (self.path.clone(), self.actor.clone());
+        self.write(|tx| {
+            let (domain_id, org, _) = Self::domain_row(tx, &path, domain)?;
+            let (id, algorithm, state) = Self::dkim_row(tx, &path, domain_id, domain, selector)?;
+            if state == "active" {
+                return refused(format!("key {selector} of {domain} is already active"));
+            }
+            let previous: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT id, selector FROM dkim_key WHERE domain_id = ?1 AND algorithm = ?2 AND state = 'active'",
+                    params![domain_id, algorithm],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(|e| fault(&path, e))?;
+            if let Some((old, _)) = &previous {
+                tx.execute("UPDATE dkim_key SET state = 'retired', retired = ?1 WHERE id = ?2", params![now(), old])
+                    .map_err(|e| fault(&path, e))?;
+            }
+            tx.execute("UPDATE dkim_key SET state = 'active', activated = ?1, retired = NULL WHERE id = ?2", params![now(), id])
+                .map_err(|e| fault(&path, e))?;
+            let detail = match &previous {
+                Some((_, old)) => format!("dkim activate {domain} selector={selector} (retired {old})"),
+                None => format!("dkim activate {domain} selector={selector}"),
+            };
+            Self::admin_event(tx, &path, &actor, Some(&org), detail)?;
+            Ok(previous.map(|(_, s)| s))
+        })
+    }
+
+    /// Stops signing with a key (it stays listed, for the DNS overlap).
+    pub fn dkim_retire(&mut self, domain: &str, selector: &str) -> Result<()> {
+        let (path, actor) = (self.path.clone(), self.actor.clone());
+        self.write(|tx| {
+            let (domain_id, org, _) = Self::domain_row(tx, &path, domain)?;
+            let (id, _, state) = Self::dkim_row(tx, &path, domain_id, domain, selector)?;
+            if state == "retired" {
+                return refused(format!("key {selector} of {domain} is already retired"));
+            }
+            tx.execute(
+                "UPDATE dkim_key SET state = 'retired', retired = ?1 WHERE id = ?2",
+                params![now(), id],
+            )
+            .map_err(|e| fault(&path, e))?;
+            Self::admin_event(
+                tx,
+                &path,
+                &actor,
+                Some(&org),
+                format!("dkim retire {domain} selector={selector}"),
+            )
+        })
+    }
+
+    fn dkim_row(
+        tx: &Connection,
+        path: &Path,
+        domain_id: i64,
+        domain: &str,
+        selector: &str,
+    ) -> Result<(i64, String, String)> {
+        tx.query_row(
+            "SELECT id, algorithm, state FROM dkim_key WHERE domain_id = ?1 AND selector = ?2",
+            params![domain_id, selector],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(|e| fault(path, e))?
+        .map_or_else(
+            || {
+                refused(format!(
+                    "domain {domain} has no DKIM key with selector {selector}"
+                ))
+            },
+            Ok,
+        )
+    }
+
+    /// The active signing keys of a domain (private keys included): for the signer only.
+    pub fn dkim_signing_keys(&self, domain: &str) -> Result<Vec<DkimSigningKey>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT d.name, k.selector, k.algorithm, k.private_key
+                 FROM dkim_key k JOIN domain d ON k.domain_id = d.id
+                 WHERE d.name = ?1 AND k.state = 'active' AND d.active = 1
+                 ORDER BY k.algorithm DESC, k.selector",
+            )
+            .map_err(self.f())?;
+        let rows = stmt
+            .query_map([domain], |r| {
+                Ok(DkimSigningKey {
+                    domain: r.get(0)?,
+                    selector: r.get(1)?,
+                    algorithm: r.get(2)?,
+                    private_key: r.get(3)?,
+                })
+            })
+            .map_err(self.f())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.f())
+    }
+
     // ---- events ----
 
     pub fn record_event(&mut self, ev: &Event) -> Result<()> {
@@ -1072,6 +1286,24 @@ pub fn validate_org_name(name: &str) -> Result<()> {
     } else {
         refused(format!(
             "invalid organization name {name:?}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        ))
+    }
+}
+
+/// DKIM selectors: 1-63 letters, digits or inner hyphens (one DNS label).
+pub fn validate_selector(selector: &str) -> Result<()> {
+    let ok = !selector.is_empty()
+        && selector.len() <= 63
+        && selector
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !selector.starts_with('-')
+        && !selector.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        refused(format!(
+            "invalid selector {selector:?}: use 1-63 letters, digits or inner hyphens"
         ))
     }
 }

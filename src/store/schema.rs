@@ -67,4 +67,21 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (organization_id, address)
     );
     "#,
+    // 3: DKIM keys per domain. state: pending (generated, not signing), active (signing),
+    // retired (no longer signing; may still be published during the overlap).
+    r#"
+    CREATE TABLE dkim_key (
+        id          INTEGER PRIMARY KEY,
+        domain_id   INTEGER NOT NULL REFERENCES domain(id) ON DELETE CASCADE,
+        selector    TEXT NOT NULL,
+        algorithm   TEXT NOT NULL CHECK (algorithm IN ('rsa', 'ed25519')),
+        private_key BLOB NOT NULL,
+        public_key  TEXT NOT NULL,
+        state       TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'active', 'retired')),
+        created     INTEGER NOT NULL,
+        activated   INTEGER,
+        retired     INTEGER,
+        UNIQUE (domain_id, selector)
+    );
+    "#,
 ];

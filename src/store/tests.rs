@@ -359,3 +359,76 @@ fn sender_facts_and_discovered_senders() {
         .unwrap();
     assert_eq!(s.discovered(None).unwrap().len(), 1);
 }
+
+#[test]
+fn dkim_keys_rotate_and_the_store_is_not_world_readable() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, mut s) = temp_store();
+    let mode = std::fs::metadata(d.path().join("t.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o007, 0, "store mode {mode:o}");
+    s.org_add("acme", SenderCheck::Account).unwrap();
+    s.domain_add("acme.example", "acme", true).unwrap();
+    assert!(
+        refused_msg(s.dkim_add("ghost.example", "s1", "rsa", b"k", "p")).contains("not registered")
+    );
+    assert!(
+        refused_msg(s.dkim_add("acme.example", "bad_selector", "rsa", b"k", "p"))
+            .contains("invalid selector")
+    );
+    s.dkim_add("acme.example", "s1", "rsa", b"key1", "pub1")
+        .unwrap();
+    s.dkim_add("acme.example", "e1", "ed25519", b"key2", "pub2")
+        .unwrap();
+    assert!(
+        refused_msg(s.dkim_add("acme.example", "s1", "rsa", b"k", "p"))
+            .contains("already has a key")
+    );
+    assert!(
+        s.dkim_signing_keys("acme.example").unwrap().is_empty(),
+        "pending keys do not sign"
+    );
+    assert_eq!(s.dkim_activate("acme.example", "s1").unwrap(), None);
+    assert_eq!(s.dkim_activate("acme.example", "e1").unwrap(), None);
+    let keys = s.dkim_signing_keys("acme.example").unwrap();
+    assert_eq!(keys.len(), 2, "both algorithms sign");
+    assert!(
+        !format!("{keys:?}").contains("key1"),
+        "Debug shows no private key"
+    );
+    // Rotation: a new RSA key takes over; the old one is retired.
+    s.dkim_add("acme.example", "s2", "rsa", b"key3", "pub3")
+        .unwrap();
+    assert_eq!(
+        s.dkim_activate("acme.example", "s2").unwrap(),
+        Some("s1".into())
+    );
+    let list = s.dkim_list(Some("acme.example")).unwrap();
+    let state = |sel: &str| {
+        list.iter()
+            .find(|k| k.selector == sel)
+            .unwrap()
+            .state
+            .clone()
+    };
+    assert_eq!(
+        (
+            state("s1").as_str(),
+            state("s2").as_str(),
+            state("e1").as_str()
+        ),
+        ("retired", "active", "active")
+    );
+    s.dkim_retire("acme.example", "e1").unwrap();
+    assert!(refused_msg(s.dkim_retire("acme.example", "e1")).contains("already retired"));
+    let keys = s.dkim_signing_keys("acme.example").unwrap();
+    assert_eq!(
+        keys.iter().map(|k| k.selector.as_str()).collect::<Vec<_>>(),
+        ["s2"]
+    );
+    // An inactive domain does not sign.
+    s.domain_set_active("acme.example", false).unwrap();
+    assert!(s.dkim_signing_keys("acme.example").unwrap().is_empty());
+}

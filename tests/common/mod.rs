@@ -651,9 +651,10 @@ impl Gateway {
         let daemon = Daemon::start(
             dir.path(),
             &format!(
-                "auth.listen = \"unix:{}\"\nsubmission.listen = \"unix:{}\"\nsockets.group = \"postfix\"\nstore.busy_timeout = \"1s\"\n{daemon_toml}",
+                "auth.listen = \"unix:{}\"\nsubmission.listen = \"unix:{}\"\ninbound.listen = \"unix:{}\"\nsockets.group = \"postfix\"\nstore.busy_timeout = \"1s\"\n{daemon_toml}",
                 private.join("postwarden-auth").display(),
                 private.join("postwarden-submission").display(),
+                private.join("postwarden-inbound").display(),
             ),
         );
         let mut gw = Gateway {

@@ -1,0 +1,288 @@
+//! `postwarden dns-check DOMAIN`: reads the domain's published SPF, DKIM (for its stored
+//! selectors) and DMARC records through the configured resolver and says, for each, pass,
+//! warn or fail, with the fix.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use mail_auth::hickory_resolver::proto::rr::RData;
+use mail_auth::spf::verify::SpfParameters;
+use mail_auth::{MessageAuthenticator, SpfResult};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::dkim::{self, Algorithm};
+use crate::store::DkimKeyInfo;
+use crate::verdicts::Authenticator;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub check: String,
+    pub status: Status,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub domain: String,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn failed(&self) -> bool {
+        self.checks.iter().any(|c| c.status == Status::Fail)
+    }
+
+    fn push(&mut self, check: impl Into<String>, status: Status, detail: impl Into<String>) {
+        self.checks.push(Check {
+            check: check.into(),
+            status,
+            detail: detail.into(),
+        });
+    }
+}
+
+/// The TXT records at `name`, each as one string (its character-strings joined).
+/// `Ok(empty)` when the name or the records do not exist; `Err` for lookup failures.
+async fn txt(auth: &MessageAuthenticator, name: &str) -> Result<Vec<String>, String> {
+    let fqdn = format!("{}.", name.trim_end_matches('.'));
+    match auth.resolver().txt_lookup(fqdn.as_str()).await {
+        Ok(lookup) => Ok(lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::TXT(t) => Some(
+                    t.txt_data
+                        .iter()
+                        .map(|s| String::from_utf8_lossy(s).into_owned())
+                        .collect::<String>(),
+                ),
+                _ => None,
+            })
+            .collect()),
+        Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
+        Err(e) => Err(format!("DNS lookup of {name} failed: {e}")),
+    }
+}
+
+fn spf_fix(domain: &str, addrs: &[IpAddr]) -> String {
+    let mechs: Vec<String> = addrs
+        .iter()
+        .map(|a| match a {
+            IpAddr::V4(v4) => format!("ip4:{v4}"),
+            IpAddr::V6(v6) => format!("ip6:{v6}"),
+        })
+        .collect();
+    let mechs = if mechs.is_empty() {
+        "ip4:YOUR-OUTBOUND-IP".to_string()
+    } else {
+        mechs.join(" ")
+    };
+    format!("publish TXT {domain} \"v=spf1 {mechs} -all\"")
+}
+
+/// Runs the checks for `domain` with the keys stored for it.
+pub async fn check(cfg: &Config, domain: &str, keys: &[DkimKeyInfo]) -> Result<Report, String> {
+    let nameservers: Vec<std::net::SocketAddr> = cfg.dns.nameservers.iter().map(|n| n.0).collect();
+    let authenticator =
+        Authenticator::new(&nameservers, cfg.dns.timeout.0).map_err(|e| e.to_string())?;
+    let auth = authenticator.message_authenticator();
+    let mut report = Report {
+        domain: domain.to_string(),
+        checks: Vec::new(),
+    };
+    let outbound = &cfg.dns.outbound_addresses;
+
+    // SPF
+    match txt(auth, domain).await {
+        Err(e) => report.push("spf", Status::Fail, e),
+        Ok(records) => {
+            let spf: Vec<&String> = records
+                .iter()
+                .filter(|r| r.to_ascii_lowercase().starts_with("v=spf1"))
+                .collect();
+            match spf.len() {
+                0 => report.push(
+                    "spf",
+                    Status::Fail,
+                    format!("no SPF record: {}", spf_fix(domain, outbound)),
+                ),
+                1 if outbound.is_empty() => report.push(
+                    "spf",
+                    Status::Warn,
+                    format!(
+                        "record found ({}); coverage not checked: set dns.outbound_addresses",
+                        spf[0]
+                    ),
+                ),
+                1 => {
+                    let mut uncovered = Vec::new();
+                    let mut problems = Vec::new();
+                    for ip in outbound {
+                        let sender = format!("postmaster@{domain}");
+                        let params = SpfParameters::verify_mail_from(
+                            *ip,
+                            domain,
+                            "dns-check.postwarden",
+                            &sender,
+                        );
+                        let out = tokio::time::timeout(
+                            cfg.dns.timeout.0 * 4 + Duration::from_secs(1),
+                            auth.verify_spf(params),
+                        )
+                        .await;
+                        match out.map(|o| o.result()) {
+                            Ok(SpfResult::Pass) => {}
+                            Ok(SpfResult::TempError) | Err(_) => {
+                                problems.push(format!("{ip}: temporary DNS failure"))
+                            }
+                            Ok(SpfResult::PermError) => {
+                                problems.push(format!("{ip}: the record is broken (permerror)"))
+                            }
+                            Ok(other) => uncovered.push(format!("{ip} ({other:?})")),
+                        }
+                    }
+                    if !problems.is_empty() {
+                        report.push("spf", Status::Fail, problems.join("; "));
+                    } else if !uncovered.is_empty() {
+                        report.push(
+                            "spf",
+                            Status::Fail,
+                            format!(
+                                "{} does not authorize {}: {}",
+                                spf[0],
+                                uncovered.join(", "),
+                                spf_fix(domain, outbound)
+                            ),
+                        );
+                    } else {
+                        report.push(
+                            "spf",
+                            Status::Pass,
+                            format!("{} covers {} outbound address(es)", spf[0], outbound.len()),
+                        );
+                    }
+                }
+                n => report.push(
+                    "spf",
+                    Status::Fail,
+                    format!("{n} SPF records (receivers answer permerror): keep exactly one"),
+                ),
+            }
+        }
+    }
+
+    // DKIM, per stored selector
+    if keys.is_empty() {
+        report.push(
+            "dkim",
+            Status::Warn,
+            format!("no DKIM key stored: postwarden dkim keygen {domain}"),
+        );
+    }
+    for k in keys {
+        let name = format!("{}._domainkey.{domain}", k.selector);
+        let check = format!("dkim {} ({}, {})", k.selector, k.algorithm, k.state);
+        let algorithm: Algorithm = match k.algorithm.parse() {
+            Ok(a) => a,
+            Err(e) => {
+                report.push(check, Status::Fail, format!("{e}"));
+                continue;
+            }
+        };
+        let expected = dkim::dns_record(domain, &k.selector, algorithm, &k.public_key);
+        // A missing record matters for a key that signs; a pending one should be published
+        // before activation; a retired one may already be gone.
+        let missing = match k.state.as_str() {
+            "active" => Status::Fail,
+            _ => Status::Warn,
+        };
+        match txt(auth, &name).await {
+            Err(e) => report.push(check, Status::Fail, e),
+            Ok(records) if records.is_empty() => report.push(
+                check,
+                missing,
+                format!("no record at {name}: publish {}", expected.zone_line()),
+            ),
+            Ok(records) => {
+                if records
+                    .iter()
+                    .any(|r| dkim::record_matches(r, algorithm, &k.public_key))
+                {
+                    report.push(
+                        check,
+                        Status::Pass,
+                        format!("{name} matches the stored key"),
+                    );
+                } else {
+                    report.push(
+                        check,
+                        Status::Fail,
+                        format!(
+                            "{name} does not match the stored key: publish {}",
+                            expected.zone_line()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    // DMARC
+    let dmarc_name = format!("_dmarc.{domain}");
+    match txt(auth, &dmarc_name).await {
+        Err(e) => report.push("dmarc", Status::Fail, e),
+        Ok(records) => {
+            let dmarc: Vec<&String> = records
+                .iter()
+                .filter(|r| r.to_ascii_lowercase().starts_with("v=dmarc1"))
+                .collect();
+            let fix = format!(
+                "publish TXT {dmarc_name} \"v=DMARC1; p=quarantine; rua=mailto:dmarc@{domain}\""
+            );
+            match dmarc.as_slice() {
+                [] => report.push("dmarc", Status::Fail, format!("no DMARC record: {fix}")),
+                [one] => {
+                    let p = one
+                        .split(';')
+                        .filter_map(|t| t.trim().split_once('='))
+                        .find(|(k, _)| k.trim().eq_ignore_ascii_case("p"))
+                        .map(|(_, v)| v.trim().to_ascii_lowercase());
+                    match p.as_deref() {
+                        Some("reject") | Some("quarantine") => report.push("dmarc", Status::Pass, one.to_string()),
+                        Some("none") => report.push(
+                            "dmarc",
+                            Status::Warn,
+                            format!("{one}: p=none only monitors; once reports look clean, move to p=quarantine or p=reject"),
+                        ),
+                        _ => report.push("dmarc", Status::Fail, format!("{one}: no valid p= tag: {fix}")),
+                    }
+                }
+                _ => report.push(
+                    "dmarc",
+                    Status::Fail,
+                    "several DMARC records: keep exactly one",
+                ),
+            }
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,361 @@
+//! The inbound milter (port 25): SPF for HELO and MAIL FROM, DKIM for every signature,
+//! DMARC with alignment (`verdicts`), one Authentication-Results header, and the
+//! sending domain's DMARC policy as configured. Session state and callbacks only.
+
+use std::ffi::CString;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use indymilter::{
+    Callbacks, Context, ContextActions, EomContext, MacroStage, NegotiateContext, ProtoOpts,
+    SetErrorReply, SocketInfo, Status,
+};
+use tracing::{info, warn};
+
+use crate::config::{Config, DmarcQuarantineAction, DmarcRejectAction, DnsFailureAction};
+use crate::events::EventSink;
+use crate::store::{Event, EventKind};
+use crate::verdicts::{self, Authenticator, Disposition, Verdicts};
+
+use super::{macro_value, MessageBuffer};
+
+const AR: &str = "Authentication-Results";
+
+#[derive(Debug, Default)]
+pub struct Session {
+    client_ip: Option<IpAddr>,
+    helo: String,
+    message: Message,
+}
+
+#[derive(Debug, Default)]
+struct Message {
+    mail_from: String,
+    rcpts: i64,
+    queue_id: Option<String>,
+    /// 1-based positions, among the Authentication-Results fields, of those claiming our id.
+    forged_ar: Vec<i32>,
+    ar_seen: i32,
+    buffer: MessageBuffer,
+}
+
+pub struct InboundMilter {
+    cfg: Arc<Config>,
+    authenticator: Authenticator,
+    authserv_id: String,
+    events: Arc<EventSink>,
+    max_message: usize,
+}
+
+/// This machine's host name (the default authserv-id).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// The authserv-id in effect: the configured one or the host name.
+pub fn authserv_id(cfg: &Config) -> String {
+    if cfg.inbound.authserv_id.is_empty() {
+        hostname()
+    } else {
+        cfg.inbound.authserv_id.clone()
+    }
+}
+
+fn reply(reply: &mut indymilter::SmtpReply, code: &str, xcode: &str, text: &str) -> Status {
+    if let Err(e) = reply.set_error_reply(code, Some(xcode), [text]) {
+        warn!(error = %e, "could not set the SMTP reply; using the default");
+    }
+    if code.starts_with('4') {
+        Status::Tempfail
+    } else {
+        Status::Reject
+    }
+}
+
+/// What to do with a message, from its verdicts and the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Deliver,
+    /// Deliver with the X-Postwarden-Quarantine header.
+    MarkQuarantine(String),
+    /// Postfix's hold queue.
+    Hold(String),
+    Reject(String),
+    Tempfail,
+}
+
+/// The configured consequence of `v` (pure).
+pub fn action(cfg: &Config, v: &Verdicts) -> Action {
+    let domain = v.dmarc.from_domain.clone();
+    let quarantine = |why: String| match cfg.inbound.dmarc_quarantine {
+        DmarcQuarantineAction::Hold => Action::Hold(why),
+        DmarcQuarantineAction::Header => Action::MarkQuarantine(why),
+        DmarcQuarantineAction::Accept => Action::Deliver,
+    };
+    match v.dmarc_disposition() {
+        Disposition::Reject => match cfg.inbound.dmarc_reject {
+            DmarcRejectAction::Reject => Action::Reject(format!(
+                "Message rejected: it fails DMARC authentication and the domain {domain} publishes p=reject"
+            )),
+            DmarcRejectAction::Quarantine => quarantine(format!("DMARC failure, {domain} publishes p=reject")),
+            DmarcRejectAction::Accept => Action::Deliver,
+        },
+        Disposition::Quarantine => quarantine(format!("DMARC failure, {domain} publishes p=quarantine")),
+        Disposition::Accept => {
+            if v.dns_temporary_failure() && cfg.inbound.dns_failure == DnsFailureAction::Tempfail {
+                Action::Tempfail
+            } else {
+                Action::Deliver
+            }
+        }
+    }
+}
+
+impl InboundMilter {
+    pub fn new(cfg: Arc<Config>, events: Arc<EventSink>) -> anyhow::Result<Arc<Self>> {
+        let nameservers: Vec<std::net::SocketAddr> =
+            cfg.dns.nameservers.iter().map(|n| n.0).collect();
+        let authenticator =
+            Authenticator::new(&nameservers, cfg.dns.timeout.0)?.with_hostname(hostname());
+        Ok(Arc::new(InboundMilter {
+            authserv_id: authserv_id(&cfg),
+            max_message: cfg.max_message_mib as usize * 1024 * 1024,
+            cfg,
+            authenticator,
+            events,
+        }))
+    }
+
+    async fn on_eom(&self, cx: &mut EomContext<Session>) -> Status {
+        if let Some(q) = macro_value(&cx.macros, "i") {
+            cx.data
+                .get_or_insert_with(Session::default)
+                .message
+                .queue_id = Some(q);
+        }
+        let session = cx.data.get_or_insert_with(Session::default);
+        let m = &session.message;
+        let raw = m.buffer.raw();
+        let client_ip = session.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let input = verdicts::Input {
+            client_ip,
+            helo: &session.helo,
+            mail_from: &m.mail_from,
+            message: &raw,
+        };
+        let v = self.authenticator.evaluate(&input).await;
+        let ar = verdicts::authentication_results(&self.authserv_id, &v);
+        let act = action(&self.cfg, &v);
+        let summary = format!(
+            "spf={} dkim={} dmarc={}{}",
+            v.spf_mail_from.result.as_str(),
+            if v.dkim.is_empty() {
+                "none".to_string()
+            } else {
+                v.dkim
+                    .iter()
+                    .map(|d| d.result.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
+            v.dmarc.result.as_str(),
+            if m.buffer.truncated {
+                " (message over max_message_mib: body not fully read)"
+            } else {
+                ""
+            }
+        );
+        let mut ev = Event::new(EventKind::Mail, "");
+        ev.client_ip = session.client_ip.map(|i| i.to_string());
+        ev.sender = Some(if m.mail_from.is_empty() {
+            "<>".into()
+        } else {
+            m.mail_from.clone()
+        });
+        ev.header_from = (!v.from_domains.is_empty()).then(|| v.from_domains.join(", "));
+        ev.rcpt_count = Some(m.rcpts);
+        ev.queue_id = m.queue_id.clone();
+        let (outcome, status) = match &act {
+            Action::Reject(text) => ("reject", reply(&mut cx.reply, "550", "5.7.1", text)),
+            Action::Tempfail => (
+                "tempfail",
+                reply(
+                    &mut cx.reply,
+                    "451",
+                    "4.7.1",
+                    "Temporary DNS failure checking SPF/DKIM/DMARC; try again later",
+                ),
+            ),
+            Action::Hold(_) => ("quarantine", Status::Continue),
+            Action::MarkQuarantine(_) => ("quarantine", Status::Continue),
+            Action::Deliver => ("accept", Status::Continue),
+        };
+        ev.outcome = outcome.to_string();
+        ev.reason = Some(format!("inbound: {summary}"));
+        info!(queue_id = m.queue_id.as_deref().unwrap_or(""), outcome, %summary, "inbound verdicts");
+        if status == Status::Continue {
+            if let Err(e) = self.modify(cx, &ar, &act).await {
+                warn!(error = %e, "could not modify the message: temporary failure");
+                ev.outcome = "tempfail".into();
+                self.events.write(ev).await;
+                return reply(
+                    &mut cx.reply,
+                    "451",
+                    "4.3.0",
+                    "Temporary failure; try again later",
+                );
+            }
+        }
+        self.events.write(ev).await;
+        status
+    }
+
+    /// Removes forged Authentication-Results, adds ours, and quarantines as decided.
+    async fn modify(
+        &self,
+        cx: &mut EomContext<Session>,
+        ar: &str,
+        act: &Action,
+    ) -> Result<(), indymilter::ActionError> {
+        let session = cx.data.get_or_insert_with(Session::default);
+        let lead = if session.message.buffer.leading_space {
+            " "
+        } else {
+            ""
+        };
+        // Highest position first, so the earlier positions stay valid.
+        let mut forged = session.message.forged_ar.clone();
+        forged.sort_unstable_by(|a, b| b.cmp(a));
+        for idx in forged {
+            cx.actions.change_header(AR, idx, None::<CString>).await?;
+        }
+        let value = format!("{lead}{}", ar.replace("\r\n", "\n"));
+        cx.actions.insert_header(0, AR, value).await?;
+        match act {
+            Action::Hold(why) => cx.actions.quarantine(why.as_str()).await?,
+            Action::MarkQuarantine(why) => {
+                cx.actions
+                    .insert_header(1, "X-Postwarden-Quarantine", format!("{lead}{why}"))
+                    .await?
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The indymilter callbacks of the inbound milter.
+pub fn callbacks(milter: Arc<InboundMilter>) -> Callbacks<Session> {
+    let authserv = milter.authserv_id.clone();
+    let max = milter.max_message;
+    let m = Arc::clone(&milter);
+    Callbacks::new()
+        .on_negotiate(|cx: &mut NegotiateContext<Session>, _actions, opts| {
+            Box::pin(async move {
+                cx.requested_actions |= indymilter::Actions::ADD_HEADER
+                    | indymilter::Actions::CHANGE_HEADER
+                    | indymilter::Actions::QUARANTINE;
+                cx.requested_macros
+                    .insert(MacroStage::Eom, CString::new("i").unwrap());
+                // Header values exactly as received (DKIM "simple" canonicalization needs them).
+                let leading = opts.contains(ProtoOpts::LEADING_SPACE);
+                if leading {
+                    cx.requested_opts |= ProtoOpts::LEADING_SPACE;
+                }
+                if opts.contains(ProtoOpts::NOREPLY_HEADER) {
+                    cx.requested_opts |= ProtoOpts::NOREPLY_HEADER;
+                }
+                let mut session = Session::default();
+                session.message.buffer.leading_space = leading;
+                cx.data = Some(session);
+                Status::Continue
+            })
+        })
+        .on_connect(|cx: &mut Context<Session>, _host, socket: SocketInfo| {
+            Box::pin(async move {
+                let s = cx.data.get_or_insert_with(Session::default);
+                s.client_ip = match socket {
+                    SocketInfo::Inet(sa) => Some(sa.ip()),
+                    _ => None,
+                };
+                Status::Continue
+            })
+        })
+        .on_helo(|cx: &mut Context<Session>, helo: CString| {
+            Box::pin(async move {
+                cx.data.get_or_insert_with(Session::default).helo =
+                    helo.to_string_lossy().into_owned();
+                Status::Continue
+            })
+        })
+        .on_mail(|cx: &mut Context<Session>, args: Vec<CString>| {
+            Box::pin(async move {
+                let s = cx.data.get_or_insert_with(Session::default);
+                let leading_space = s.message.buffer.leading_space;
+                let from = args
+                    .first()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let from = crate::policy::envelope_address(&from)
+                    .unwrap_or("")
+                    .to_string();
+                s.message = Message {
+                    mail_from: from,
+                    ..Message::default()
+                };
+                s.message.buffer.leading_space = leading_space;
+                Status::Continue
+            })
+        })
+        .on_rcpt(|cx: &mut Context<Session>, _args| {
+            Box::pin(async move {
+                cx.data.get_or_insert_with(Session::default).message.rcpts += 1;
+                Status::Continue
+            })
+        })
+        .on_header(
+            move |cx: &mut Context<Session>, name: CString, value: CString| {
+                let authserv = authserv.clone();
+                Box::pin(async move {
+                    let m = &mut cx.data.get_or_insert_with(Session::default).message;
+                    let name = name.to_string_lossy().into_owned();
+                    if name.eq_ignore_ascii_case(AR) {
+                        m.ar_seen += 1;
+                        if verdicts::claims_authserv_id(&value.to_string_lossy(), &authserv) {
+                            m.forged_ar.push(m.ar_seen);
+                        }
+                    }
+                    m.buffer.header(&name, value.into_bytes());
+                    Status::Continue
+                })
+            },
+        )
+        .on_body(move |cx: &mut Context<Session>, chunk| {
+            Box::pin(async move {
+                cx.data
+                    .get_or_insert_with(Session::default)
+                    .message
+                    .buffer
+                    .body_chunk(&chunk, max);
+                Status::Continue
+            })
+        })
+        .on_eom(move |cx| {
+            let m = Arc::clone(&m);
+            Box::pin(async move { m.on_eom(cx).await })
+        })
+        .on_abort(|cx: &mut Context<Session>| {
+            Box::pin(async move {
+                if let Some(s) = cx.data.as_mut() {
+                    let leading_space = s.message.buffer.leading_space;
+                    s.message = Message::default();
+                    s.message.buffer.leading_space = leading_space;
+                }
+                Status::Continue
+            })
+        })
+}

@@ -1,0 +1,482 @@
+//! End to end with a real DNS server on loopback: the inbound milter's SPF/DKIM/DMARC
+//! verdicts and policy on the port-25 service, and DKIM signing of submitted mail checked
+//! by an independent verifier (Debian's python3-dkim).
+
+mod common;
+#[path = "common/dns.rs"]
+mod dns;
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use dns::{DnsServer, Record};
+use postwarden::dkim::{self, Algorithm};
+
+const AUTHSERV: &str = "mx.postwarden.test";
+
+struct Keys {
+    sender_rsa: dkim::KeyPair,
+    acme_rsa: dkim::KeyPair,
+    acme_ed: dkim::KeyPair,
+}
+
+fn records(k: &Keys) -> Vec<Record> {
+    let mut r = vec![
+        // An external domain that signs and whose SPF covers the test client (127.0.0.1).
+        Record::txt("sender.example", "v=spf1 ip4:127.0.0.1 -all"),
+        Record::txt("_dmarc.sender.example", "v=DMARC1; p=reject"),
+        Record::txt_strings(
+            "rsa1._domainkey.sender.example",
+            &k.sender_rsa.dns_record("sender.example", "rsa1").strings,
+        ),
+        // Domains whose mail the test forges: SPF does not cover 127.0.0.1, no signature.
+        Record::txt("rejecting.example", "v=spf1 ip4:192.0.2.1 -all"),
+        Record::txt("_dmarc.rejecting.example", "v=DMARC1; p=reject"),
+        Record::txt("quarantining.example", "v=spf1 ip4:192.0.2.1 -all"),
+        Record::txt("_dmarc.quarantining.example", "v=DMARC1; p=quarantine"),
+        // Our own customer domain: its keys as postwarden stores them.
+        Record::txt("acme.example", "v=spf1 ip4:127.0.0.1 -all"),
+        Record::txt("_dmarc.acme.example", "v=DMARC1; p=reject"),
+        Record::txt_strings(
+            "pwr._domainkey.acme.example",
+            &k.acme_rsa.dns_record("acme.example", "pwr").strings,
+        ),
+        Record::txt_strings(
+            "pwe._domainkey.acme.example",
+            &k.acme_ed.dns_record("acme.example", "pwe").strings,
+        ),
+        Record::a("client.sender.example", Ipv4Addr::LOCALHOST),
+    ];
+    // The RSA keys must really be split over several strings.
+    assert!(
+        k.sender_rsa
+            .dns_record("sender.example", "rsa1")
+            .strings
+            .len()
+            >= 2
+    );
+    r.push(Record::txt("postwarden.test", "v=spf1 -all"));
+    r
+}
+
+fn dns_available() -> bool {
+    let python_ok = Command::new("/usr/bin/python3")
+        .args(["-c", "import dkim, dns.resolver, nacl"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !python_ok {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("python3-dkim, python3-dnspython and python3-nacl are needed (CI=true)");
+        }
+        eprintln!("SKIPPED: python3-dkim, python3-dnspython or python3-nacl missing");
+        return false;
+    }
+    e2e_available() && dns::dnsmasq_available()
+}
+
+struct World {
+    gw: Gateway,
+    dns: DnsServer,
+    keys: Keys,
+}
+
+fn world(extra: &str) -> World {
+    let keys = Keys {
+        sender_rsa: dkim::generate(Algorithm::Rsa).unwrap(),
+        acme_rsa: dkim::generate(Algorithm::Rsa).unwrap(),
+        acme_ed: dkim::generate(Algorithm::Ed25519).unwrap(),
+    };
+    let dns_dir = tempfile::tempdir().unwrap();
+    let dns_path = dns_dir.keep();
+    let dns = DnsServer::start(&dns_path, &records(&keys)).unwrap();
+    let gw = Gateway::start(
+        &format!(
+            "dns.nameservers = [\"{}\"]\ndns.timeout = \"1s\"\ninbound.authserv_id = \"{AUTHSERV}\"\n{extra}",
+            dns.addr()
+        ),
+        // The port-25 service relays dest.example to the sink (an MX for that domain).
+        &PostfixOpts {
+            extra_main: "relay_domains = dest.example".into(),
+            ..Default::default()
+        },
+    );
+    World { gw, dns, keys }
+}
+
+/// A message from `from`, optionally signed with sender.example's key.
+fn message(
+    from: &str,
+    subject: &str,
+    extra_headers: &str,
+    sign_with: Option<&dkim::KeyPair>,
+) -> Vec<u8> {
+    let text = format!(
+        "From: {from}\r\nTo: rcpt@postwarden.test\r\nSubject: {subject}\r\nDate: Mon, 23 Nov 2026 06:00:00 +0000\r\nMessage-ID: <{subject}@sender.example>\r\n{extra_headers}\r\nHello from {subject}.\r\n"
+    );
+    match sign_with {
+        None => text.into_bytes(),
+        Some(k) => {
+            let key = dkim::SigningKey {
+                domain: "sender.example".into(),
+                selector: "rsa1".into(),
+                algorithm: Algorithm::Rsa,
+                private_pkcs8_der: k.private_pkcs8_der.clone(),
+            };
+            let sig = dkim::sign(text.as_bytes(), &[key]).unwrap().remove(0);
+            format!("{sig}\r\n{text}").into_bytes()
+        }
+    }
+}
+
+/// Sends `data` on port 25 (no AUTH), as `mail_from`, to a recipient Postfix relays.
+fn send25(gw: &Gateway, mail_from: &str, data: &[u8]) -> Swaks {
+    let file = gw.dir.path().join(format!("msg-{}.eml", rand_suffix()));
+    std::fs::write(&file, data).unwrap();
+    let server = format!("127.0.0.1:{}", gw.postfix.smtp_port);
+    let data_arg = format!("@{}", file.display());
+    swaks(&[
+        "--server",
+        &server,
+        "--ehlo",
+        "client.sender.example",
+        "--from",
+        mail_from,
+        "--to",
+        "rcpt@dest.example",
+        "--data",
+        &data_arg,
+    ])
+}
+
+fn rand_suffix() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+#[test]
+fn inbound_verdicts_policy_and_authentication_results() {
+    if !dns_available() {
+        return;
+    }
+    let w = world("");
+    let gw = &w.gw;
+
+    // 1. Signed, SPF pass, p=reject domain: delivered with pass verdicts; a forged
+    //    Authentication-Results claiming our id is gone, another one stays.
+    let msg = message(
+        "Alice <alice@sender.example>",
+        "in-pass",
+        &format!("Authentication-Results: {AUTHSERV}; dkim=pass header.d=forged.example\r\nAuthentication-Results: other.example; spf=pass\r\n"),
+        Some(&w.keys.sender_rsa),
+    );
+    let r = send25(gw, "alice@sender.example", &msg);
+    assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
+    let got = gw.sink.wait_message("Subject: in-pass");
+    let ours: Vec<&str> = got
+        .lines()
+        .filter(|l| l.starts_with(&format!("Authentication-Results: {AUTHSERV}")))
+        .collect();
+    assert_eq!(ours.len(), 1, "{got}");
+    let header_block = got.split("\n\n").next().unwrap();
+    let unfolded = header_block.replace("\n\t", " ").replace("\r", "");
+    let ar = unfolded
+        .lines()
+        .find(|l| l.starts_with(&format!("Authentication-Results: {AUTHSERV}")))
+        .unwrap();
+    assert!(ar.contains("spf=pass"), "{ar}");
+    assert!(ar.contains("dkim=pass header.d=sender.example"), "{ar}");
+    assert!(ar.contains("dmarc=pass"), "{ar}");
+    assert!(
+        !got.contains("forged.example"),
+        "the forged header stayed: {got}"
+    );
+    assert!(
+        got.contains("Authentication-Results: other.example; spf=pass"),
+        "{got}"
+    );
+
+    // 2. Forged From of a p=reject domain: 550 5.7.1 naming the domain.
+    let r = send25(
+        gw,
+        "ceo@rejecting.example",
+        &message("ceo@rejecting.example", "in-reject", "", None),
+    );
+    let reply = r
+        .reply_starting("550")
+        .unwrap_or_else(|| panic!("{}", r.out));
+    assert!(
+        reply.starts_with("550 5.7.1 ")
+            && reply.contains("rejecting.example")
+            && reply.contains("p=reject"),
+        "{reply}"
+    );
+
+    // 3. p=quarantine: held in Postfix's hold queue (the default), not delivered.
+    let r = send25(
+        gw,
+        "ceo@quarantining.example",
+        &message("ceo@quarantining.example", "in-quarantine", "", None),
+    );
+    assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
+    wait_for(Duration::from_secs(10), "a held message", || {
+        gw.postfix.queue_listing().contains('!')
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!gw.sink.has_message("Subject: in-quarantine"));
+
+    let events = gw.daemon.events(&["--kind", "mail"]);
+    let outcomes: Vec<&str> = events
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["accept", "reject", "quarantine"], "{events:?}");
+    assert!(events[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("spf=pass dkim=pass dmarc=pass"));
+
+    // 4. DNS server stopped: temporary failure, never a permanent reject; nothing lost.
+    let mut w = w;
+    w.dns.stop();
+    let r = send25(
+        &w.gw,
+        "ceo@rejecting.example",
+        &message("ceo@rejecting.example", "in-dnsdown", "", None),
+    );
+    let reply = r
+        .reply_starting("451")
+        .unwrap_or_else(|| panic!("{}", r.out));
+    assert_eq!(
+        reply,
+        "451 4.7.1 Temporary DNS failure checking SPF/DKIM/DMARC; try again later"
+    );
+    assert!(!r.has_reply("550"), "{}", r.out);
+}
+
+#[test]
+fn quarantine_as_header_when_configured() {
+    if !dns_available() {
+        return;
+    }
+    let w = world("inbound.dmarc_quarantine = \"header\"\n");
+    let gw = &w.gw;
+    let r = send25(
+        gw,
+        "ceo@quarantining.example",
+        &message("ceo@quarantining.example", "in-marked", "", None),
+    );
+    assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
+    let got = gw.sink.wait_message("Subject: in-marked");
+    assert!(
+        got.contains(
+            "X-Postwarden-Quarantine: DMARC failure, quarantining.example publishes p=quarantine"
+        ),
+        "{got}"
+    );
+}
+
+#[test]
+fn submitted_mail_is_dkim_signed_and_verifies_independently() {
+    if !dns_available() {
+        return;
+    }
+    let w = world("");
+    let gw = &w.gw;
+    let (user, pass) = gw.acme();
+    // Unsigned while no key is active: delivered, and the event says so.
+    let r = gw.submit(
+        "PLAIN",
+        &user,
+        &pass,
+        &[
+            "--from",
+            "alice@acme.example",
+            "--to",
+            "rcpt@dest.example",
+            "--header",
+            "Subject: out-unsigned",
+        ],
+    );
+    assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
+    let unsigned = gw.sink.wait_message("Subject: out-unsigned");
+    assert!(!unsigned.contains("DKIM-Signature"), "{unsigned}");
+    let ev = gw.daemon.events(&["--kind", "mail"]).pop().unwrap();
+    assert!(
+        ev["reason"]
+            .as_str()
+            .unwrap()
+            .contains("dkim: unsigned (no active key for acme.example)"),
+        "{ev}"
+    );
+
+    // The keys published in DNS, stored and activated: both an RSA and an Ed25519 signature.
+    let mut store = postwarden::store::Store::open(
+        &gw.daemon.data.join("postwarden.db"),
+        Duration::from_secs(2),
+        "test",
+    )
+    .unwrap();
+    store
+        .dkim_add(
+            "acme.example",
+            "pwr",
+            "rsa",
+            &w.keys.acme_rsa.private_pkcs8_der,
+            &w.keys.acme_rsa.public_key_b64,
+        )
+        .unwrap();
+    store
+        .dkim_add(
+            "acme.example",
+            "pwe",
+            "ed25519",
+            &w.keys.acme_ed.private_pkcs8_der,
+            &w.keys.acme_ed.public_key_b64,
+        )
+        .unwrap();
+    store.dkim_activate("acme.example", "pwr").unwrap();
+    store.dkim_activate("acme.example", "pwe").unwrap();
+    let r = gw.submit(
+        "PLAIN",
+        &user,
+        &pass,
+        &[
+            "--from",
+            "alice@acme.example",
+            "--to",
+            "rcpt@dest.example",
+            "--header",
+            "Subject: out-signed",
+            "--body",
+            "Signed body.\nSecond line.\n",
+        ],
+    );
+    assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
+    let signed = gw.sink.wait_message("Subject: out-signed");
+    assert_eq!(signed.matches("DKIM-Signature:").count(), 2, "{signed}");
+    // smtp-sink writes its own envelope lines first; the message starts at the first header
+    // Postfix wrote.
+    let start = signed.find("DKIM-Signature:").unwrap_or(0);
+    let start = signed[..start]
+        .rfind("\nReceived:")
+        .map(|i| i + 1)
+        .unwrap_or(start)
+        .min(start);
+    let msg = &signed[start..];
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(format!("{}/tests/support/dkimverify.py", REPO))
+        .arg(w.dns.port().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(msg.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "independent verification failed:\n{text}\n--- message ---\n{msg}"
+    );
+    assert!(
+        text.contains("acme.example pwr pass") && text.contains("acme.example pwe pass"),
+        "{text}"
+    );
+    let ev = gw.daemon.events(&["--kind", "mail"]).pop().unwrap();
+    assert!(
+        ev["reason"]
+            .as_str()
+            .unwrap()
+            .contains("dkim: signed d=acme.example s=pwr,pwe")
+            || ev["reason"]
+                .as_str()
+                .unwrap()
+                .contains("dkim: signed d=acme.example s=pwe,pwr"),
+        "{ev}"
+    );
+}
+
+#[test]
+fn dns_check_reports_published_records_and_dns_failure() {
+    if !dns_available() {
+        return;
+    }
+    let mut w = world("dns.outbound_addresses = [\"127.0.0.1\"]\n");
+    let gw = &w.gw;
+    gw.acme();
+    let mut store = postwarden::store::Store::open(
+        &gw.daemon.data.join("postwarden.db"),
+        Duration::from_secs(2),
+        "test",
+    )
+    .unwrap();
+    store
+        .dkim_add(
+            "acme.example",
+            "pwr",
+            "rsa",
+            &w.keys.acme_rsa.private_pkcs8_der,
+            &w.keys.acme_rsa.public_key_b64,
+        )
+        .unwrap();
+    store.dkim_activate("acme.example", "pwr").unwrap();
+    // A key generated by the CLI is not published: pending, so a warning, not a failure.
+    let out = gw.daemon.cli_ok(&[
+        "dkim",
+        "keygen",
+        "acme.example",
+        "--algorithm",
+        "ed25519",
+        "--selector",
+        "next",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["dns_name"], "next._domainkey.acme.example");
+    let out = gw.daemon.cli(&["dns-check", "acme.example", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = |check: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"].as_str().unwrap().starts_with(check))
+            .map(|c| c["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(status("spf").as_deref(), Some("pass"), "{report}");
+    assert_eq!(status("dkim pwr").as_deref(), Some("pass"), "{report}");
+    assert_eq!(status("dkim next").as_deref(), Some("warn"), "{report}");
+    assert_eq!(status("dmarc").as_deref(), Some("pass"), "{report}");
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    // A domain with nothing published fails, with the fixes.
+    gw.daemon
+        .cli_ok(&["domain", "add", "bare.example", "--org", "acme"]);
+    let out = gw.daemon.cli(&["dns-check", "bare.example"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("no SPF record: publish TXT bare.example \"v=spf1 ip4:127.0.0.1 -all\""),
+        "{text}"
+    );
+    assert!(text.contains("no DMARC record"), "{text}");
+    // DNS server stopped: the failure is reported clearly, exit 1.
+    w.dns.stop();
+    let out = w.gw.daemon.cli(&["dns-check", "acme.example"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("DNS lookup of acme.example failed"), "{text}");
+}
