@@ -150,7 +150,9 @@ async fn negotiates_only_what_it_uses() {
         assert!(opts.contains(unused), "{opts:?} lacks {unused:?}");
     }
     // The body is read for DKIM signing; signatures are inserted as headers.
-    assert!(c.negotiated_actions().contains(indymilter_test::Actions::ADD_HEADER));
+    assert!(c
+        .negotiated_actions()
+        .contains(indymilter_test::Actions::ADD_HEADER));
     for used in [
         ProtoOpts::NO_BODY,
         ProtoOpts::NO_CONNECT,

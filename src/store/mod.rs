@@ -373,6 +373,18 @@ impl Store {
         &self.path
     }
 
+    /// Runs a query (cached statement) and maps each row.
+    fn query_list<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.f())?;
+        let rows = stmt.query_map(params, map).map_err(self.f())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.f())
+    }
+
     fn f(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         move |e| fault(&self.path, e)
     }
@@ -500,29 +512,24 @@ impl Store {
     }
 
     pub fn org_list(&self) -> Result<Vec<Organization>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT o.name, o.sender_check, o.created,
+        self.query_list(
+            "SELECT o.name, o.sender_check, o.created,
                         (SELECT COUNT(*) FROM domain d WHERE d.organization_id = o.id),
                         (SELECT COUNT(*) FROM account a JOIN domain d ON a.domain_id = d.id WHERE d.organization_id = o.id),
                         (SELECT COUNT(*) FROM credential c WHERE c.organization_id = o.id AND c.revoked IS NULL)
                  FROM organization o ORDER BY o.name",
-            )
-            .map_err(self.f())?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(Organization {
-                    name: r.get(0)?,
-                    sender_check: sql_enum(SenderCheck::parse, r.get(1)?)?,
-                    created: r.get(2)?,
-                    domains: r.get(3)?,
-                    accounts: r.get(4)?,
-                    credentials: r.get(5)?,
-                })
+            [],
+            |r| {
+            Ok(Organization {
+                name: r.get(0)?,
+                sender_check: sql_enum(SenderCheck::parse, r.get(1)?)?,
+                created: r.get(2)?,
+                domains: r.get(3)?,
+                accounts: r.get(4)?,
+                credentials: r.get(5)?,
             })
-            .map_err(self.f())?;
-        rows.collect::<rusqlite::Result<_>>().map_err(self.f())
+            },
+        )
     }
 
     /// Removes an organization. Refused while it has domains or live credentials, unless `force`
@@ -630,17 +637,13 @@ impl Store {
         if let Some(org) = org {
             Self::org_id(&self.conn, &self.path, org)?;
         }
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT d.name, o.name, d.active, d.created,
+        self.query_list(
+            "SELECT d.name, o.name, d.active, d.created,
                         (SELECT COUNT(*) FROM account a WHERE a.domain_id = d.id)
                  FROM domain d JOIN organization o ON d.organization_id = o.id
                  WHERE ?1 IS NULL OR o.name = ?1 ORDER BY o.name, d.name",
-            )
-            .map_err(self.f())?;
-        let rows = stmt
-            .query_map([org], |r| {
+            [org],
+            |r| {
                 Ok(Domain {
                     name: r.get(0)?,
                     organization: r.get(1)?,
@@ -648,9 +651,8 @@ impl Store {
                     created: r.get(3)?,
                     accounts: r.get(4)?,
                 })
-            })
-            .map_err(self.f())?;
-        rows.collect::<rusqlite::Result<_>>().map_err(self.f())
+            },
+        )
     }
 
     /// Removes a domain. Refused while it has accounts, unless `force` (they go with it).
@@ -716,27 +718,22 @@ impl Store {
         if let Some(org) = org {
             Self::org_id(&self.conn, &self.path, org)?;
         }
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT a.address, a.kind, d.name, o.name, d.active, a.created
+        self.query_list(
+            "SELECT a.address, a.kind, d.name, o.name, d.active, a.created
                  FROM account a JOIN domain d ON a.domain_id = d.id JOIN organization o ON d.organization_id = o.id
                  WHERE ?1 IS NULL OR o.name = ?1 ORDER BY o.name, a.address",
-            )
-            .map_err(self.f())?;
-        let rows = stmt
-            .query_map([org], |r| {
-                Ok(Account {
-                    address: r.get(0)?,
-                    kind: sql_enum(AccountKind::parse, r.get(1)?)?,
-                    domain: r.get(2)?,
-                    organization: r.get(3)?,
-                    domain_active: r.get(4)?,
-                    created: r.get(5)?,
-                })
+            [org],
+            |r| {
+            Ok(Account {
+                address: r.get(0)?,
+                kind: sql_enum(AccountKind::parse, r.get(1)?)?,
+                domain: r.get(2)?,
+                organization: r.get(3)?,
+                domain_active: r.get(4)?,
+                created: r.get(5)?,
             })
-            .map_err(self.f())?;
-        rows.collect::<rusqlite::Result<_>>().map_err(self.f())
+            },
+        )
     }
 
     pub fn account_remove(&mut self, address: &str) -> Result<()> {
@@ -814,16 +811,12 @@ impl Store {
         if let Some(org) = org {
             Self::org_id(&self.conn, &self.path, org)?;
         }
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT o.name, c.label, c.username, c.created, c.last_used, c.last_ip, c.revoked
+        self.query_list(
+            "SELECT o.name, c.label, c.username, c.created, c.last_used, c.last_ip, c.revoked
                  FROM credential c JOIN organization o ON c.organization_id = o.id
                  WHERE ?1 IS NULL OR o.name = ?1 ORDER BY o.name, c.label, c.created",
-            )
-            .map_err(self.f())?;
-        let rows = stmt
-            .query_map([org], |r| {
+            [org],
+            |r| {
                 Ok(Credential {
                     organization: r.get(0)?,
                     label: r.get(1)?,
@@ -833,9 +826,8 @@ impl Store {
                     last_ip: r.get(5)?,
                     revoked: r.get(6)?,
                 })
-            })
-            .map_err(self.f())?;
-        rows.collect::<rusqlite::Result<_>>().map_err(self.f())
+            },
+        )
     }
 
     pub fn credential_revoke(&mut self, username: &str) -> Result<()> {
@@ -919,22 +911,16 @@ impl Store {
                 self.path.display()
             ))
         })?;
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT name, active FROM domain WHERE organization_id = ?1 ORDER BY name",
-            )
-            .map_err(self.f())?;
-        let domains = stmt
-            .query_map([org_id], |r| {
+        let domains = self.query_list(
+            "SELECT name, active FROM domain WHERE organization_id = ?1 ORDER BY name",
+            [org_id],
+            |r| {
                 Ok(DomainFact {
                     name: r.get(0)?,
                     active: r.get(1)?,
                 })
-            })
-            .map_err(self.f())?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(self.f())?;
+            },
+        )?;
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -990,18 +976,14 @@ impl Store {
         if let Some(org) = org {
             Self::org_id(&self.conn, &self.path, org)?;
         }
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT o.name, s.address, s.first_seen, s.last_seen, s.messages
+        self.query_list(
+            "SELECT o.name, s.address, s.first_seen, s.last_seen, s.messages
                  FROM discovered_sender s JOIN organization o ON s.organization_id = o.id
                  WHERE (?1 IS NULL OR o.name = ?1)
                    AND NOT EXISTS (SELECT 1 FROM account a WHERE a.address = s.address)
                  ORDER BY s.last_seen DESC, s.address",
-            )
-            .map_err(self.f())?;
-        let rows = stmt
-            .query_map([org], |r| {
+            [org],
+            |r| {
                 Ok(Discovered {
                     organization: r.get(0)?,
                     address: r.get(1)?,
@@ -1009,9 +991,8 @@ impl Store {
                     last_seen: r.get(3)?,
                     messages: r.get(4)?,
                 })
-            })
-            .map_err(self.f())?;
-        rows.collect::<rusqlite::Result<_>>().map_err(self.f())
+            },
+        )
     }
 
     // ---- DKIM keys ----
@@ -1051,29 +1032,24 @@ impl Store {
 
     /// DKIM keys (without private keys), optionally of one domain.
     pub fn dkim_list(&self, domain: Option<&str>) -> Result<Vec<DkimKeyInfo>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT d.name, k.selector, k.algorithm, k.public_key, k.state, k.created, k.activated, k.retired
+        self.query_list(
+            "SELECT d.name, k.selector, k.algorithm, k.public_key, k.state, k.created, k.activated, k.retired
                  FROM dkim_key k JOIN domain d ON k.domain_id = d.id
                  WHERE ?1 IS NULL OR d.name = ?1 ORDER BY d.name, k.created, k.selector",
-            )
-            .map_err(self.f())?;
-        let rows = stmt
-            .query_map([domain], |r| {
-                Ok(DkimKeyInfo {
-                    domain: r.get(0)?,
-                    selector: r.get(1)?,
-                    algorithm: r.get(2)?,
-                    public_key: r.get(3)?,
-                    state: r.get(4)?,
-                    created: r.get(5)?,
-                    activated: r.get(6)?,
-                    retired: r.get(7)?,
-                })
+            [domain],
+            |r| {
+            Ok(DkimKeyInfo {
+                domain: r.get(0)?,
+                selector: r.get(1)?,
+                algorithm: r.get(2)?,
+                public_key: r.get(3)?,
+                state: r.get(4)?,
+                created: r.get(5)?,
+                activated: r.get(6)?,
+                retired: r.get(7)?,
             })
-            .map_err(self.f())?;
-        rows.collect::<rusqlite::Result<_>>().map_err(self.f())
+            },
+        )
     }
 
     /// Makes a key sign. An active key of the same algorithm for the domain is retired
@@ -1159,26 +1135,21 @@ impl Store {
 
     /// The active signing keys of a domain (private keys included): for the signer only.
     pub fn dkim_signing_keys(&self, domain: &str) -> Result<Vec<DkimSigningKey>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT d.name, k.selector, k.algorithm, k.private_key
+        self.query_list(
+            "SELECT d.name, k.selector, k.algorithm, k.private_key
                  FROM dkim_key k JOIN domain d ON k.domain_id = d.id
                  WHERE d.name = ?1 AND k.state = 'active' AND d.active = 1
                  ORDER BY k.algorithm DESC, k.selector",
-            )
-            .map_err(self.f())?;
-        let rows = stmt
-            .query_map([domain], |r| {
+            [domain],
+            |r| {
                 Ok(DkimSigningKey {
                     domain: r.get(0)?,
                     selector: r.get(1)?,
                     algorithm: r.get(2)?,
                     private_key: r.get(3)?,
                 })
-            })
-            .map_err(self.f())?;
-        rows.collect::<rusqlite::Result<_>>().map_err(self.f())
+            },
+        )
     }
 
     // ---- events ----
@@ -1200,10 +1171,9 @@ impl Store {
 
     /// Events matching `filter`, oldest first; with a limit, the newest `limit` of them.
     pub fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT * FROM (
+        let limit = filter.limit.map(i64::from).unwrap_or(-1);
+        self.query_list(
+            "SELECT * FROM (
                    SELECT id, time, kind, outcome, login, org, client_ip, sender, header_from, rcpt_count, queue_id, reason
                    FROM event
                    WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR login = ?2)
@@ -1211,20 +1181,15 @@ impl Store {
                      AND (?4 IS NULL OR time >= ?4)
                    ORDER BY id DESC LIMIT ?5
                  ) ORDER BY id",
-            )
-            .map_err(self.f())?;
-        let limit = filter.limit.map(i64::from).unwrap_or(-1);
-        let rows = stmt
-            .query_map(
-                params![
+            params![
                     filter.kind.map(EventKind::as_str),
                     filter.login,
                     filter.sender,
                     filter.since,
                     limit
                 ],
-                |r| {
-                    Ok(Event {
+            |r| {
+                Ok(Event {
                         id: r.get(0)?,
                         time: r.get(1)?,
                         kind: sql_enum(EventKind::parse, r.get(2)?)?,
@@ -1238,10 +1203,8 @@ impl Store {
                         queue_id: r.get(10)?,
                         reason: r.get(11)?,
                     })
-                },
-            )
-            .map_err(self.f())?;
-        rows.collect::<rusqlite::Result<_>>().map_err(self.f())
+            },
+        )
     }
 
     /// Deletes events older than `before` (Unix seconds); returns how many.
