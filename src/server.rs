@@ -259,13 +259,13 @@ pub async fn run(
 
     let submission_listener =
         Listener::open("submission", &mut activated, &cfg, &cfg.submission.listen).await?;
+    info!(listen = %submission_listener.local_addr(), "submission milter listening");
     let inbound_listener =
         Listener::open("inbound", &mut activated, &cfg, &cfg.inbound.listen).await?;
     info!(listen = %inbound_listener.local_addr(), "inbound milter listening");
     for name in activated.keys() {
         warn!(name, "the service manager passed a socket no listener uses");
     }
-    info!(listen = %submission_listener.local_addr(), "submission milter listening");
     let (stop_milters, milters_stopped) = tokio::sync::watch::channel(false);
     let submission_task = tokio::spawn(milter::serve(
         submission_listener,
