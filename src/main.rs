@@ -54,10 +54,18 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    // SIGHUP would end the process by default; there is nothing to reload (the store is
+    // read live; the config file is read at start), so say so and keep serving.
+    let mut hup = signal(SignalKind::hangup())?;
     Ok(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
-            _ = int.recv() => tracing::info!("SIGINT received, stopping"),
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM received, stopping"); break }
+                _ = int.recv() => { tracing::info!("SIGINT received, stopping"); break }
+                _ = hup.recv() => tracing::warn!(
+                    "SIGHUP ignored: store changes apply at once; restart postwarden to read a changed config file"
+                ),
+            }
         }
     })
 }

@@ -592,6 +592,25 @@ fn run_log_level_from_config_and_rust_log() {
 }
 
 #[test]
+fn sighup_does_not_stop_the_daemon() {
+    let pw = Pw::new();
+    let (mut child, reader) = start_daemon(&pw, &[], Some("info"));
+    Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP stopped the daemon"
+    );
+    assert!(std::os::unix::net::UnixStream::connect(pw.data().join("auth")).is_ok());
+    stop(&mut child);
+    let log = reader.join().unwrap();
+    assert!(log.contains("SIGHUP ignored"), "{log}");
+}
+
+#[test]
 fn a_live_socket_is_never_taken_over() {
     let pw = Pw::new();
     let (mut first, _r) = start_daemon(&pw, &[], None);
