@@ -67,6 +67,11 @@ getent passwd postwarden >/dev/null || fail "no postwarden user"
 [ "$(stat -c '%a %G' /etc/postwarden/postwarden.toml)" = "640 postwarden" ] || fail "config permissions"
 postwarden --config /etc/postwarden/postwarden.toml check-config >/dev/null
 
+# --- the systemd units are valid (systemd-analyze works without systemd running) ---
+units=(/lib/systemd/system/postwarden.service /lib/systemd/system/postwarden-*.socket)
+verify=$(systemd-analyze verify --man=no "${units[@]}" 2>&1 | grep -v '^[[:space:]]' || true)
+[ -z "$verify" ] || { echo "$verify"; fail "systemd-analyze verify complains"; }
+
 # --- lintian ---
 if command -v lintian >/dev/null; then
     lintian --fail-on error "$deb" | tee "$work/lintian.txt" || fail "lintian errors"
