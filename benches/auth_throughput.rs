@@ -1,0 +1,111 @@
+//! Login throughput of the auth socket, against a baseline measured in the same run.
+//!
+//! Baseline: the bare argon2id verifications the same hardware does per second, on as
+//! many threads as the auth service allows (`max_parallel_hashes` = cores). Measured: full
+//! PLAIN logins through the Dovecot protocol on a Unix socket (handshake once per
+//! connection, store lookup, argon2id, last-use update, auth event), from several
+//! concurrent connections. The ratio says what the protocol, the store and the logging
+//! cost on top of the hashing; it prints, it does not assert.
+//!
+//! Run: cargo bench --bench auth_throughput
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use postwarden::auth::AuthService;
+use postwarden::config::{Config, ListenAddr};
+use postwarden::credential;
+use postwarden::events::EventSink;
+use postwarden::server::{serve_auth, Listener};
+use postwarden::store::{SenderCheck, Store};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const LOGINS: usize = 400;
+const CONNECTIONS: usize = 8;
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::parse(
+        &format!(
+            "data_dir = {:?}\n[auth.throttle]\nblock_after = 0\nfree_failures = 1000000\n",
+            dir.path().display().to_string()
+        ),
+        "bench",
+    )
+    .unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut store = Store::open(&cfg.store_path(), Duration::from_secs(5), "bench").unwrap();
+    store.org_add("bench", SenderCheck::Account).unwrap();
+    let password = credential::generate_password();
+    let hash = credential::hash_password(&password, &cfg.password_hash).unwrap();
+    store
+        .credential_add("bench", "b", "bench-user", &hash)
+        .unwrap();
+    drop(store);
+
+    // Baseline: bare verifications on `cores` threads.
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..cores {
+            let (hash, password) = (&hash, &password);
+            s.spawn(move || {
+                for _ in (t..LOGINS).step_by(cores) {
+                    assert!(credential::verify_password(password, hash).unwrap());
+                }
+            });
+        }
+    });
+    let baseline = LOGINS as f64 / start.elapsed().as_secs_f64();
+
+    // Measured: logins through the auth socket.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let measured = runtime.block_on(async {
+        let cfg = Arc::new(cfg);
+        let socket = dir.path().join("auth.sock");
+        let listener = Listener::bind(&ListenAddr::Unix(socket.clone()), cfg.sockets.mode, "")
+            .await
+            .unwrap();
+        let service =
+            Arc::new(AuthService::new(Arc::clone(&cfg), EventSink::new(Arc::clone(&cfg))).unwrap());
+        tokio::spawn(serve_auth(listener, service));
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0bench-user\0{password}"));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..CONNECTIONS {
+            let (socket, token) = (socket.clone(), token.clone());
+            tasks.push(tokio::spawn(async move {
+                let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+                let (r, mut w) = stream.into_split();
+                let mut lines = BufReader::new(r).lines();
+                w.write_all(b"VERSION\t1\t0\nCPID\t1\n").await.unwrap();
+                while lines.next_line().await.unwrap().unwrap() != "DONE" {}
+                for id in (c..LOGINS).step_by(CONNECTIONS) {
+                    let req = format!(
+                        "AUTH\t{}\tPLAIN\tservice=smtp\trip=127.0.0.1\tsecured\tresp={token}\n",
+                        id + 1
+                    );
+                    w.write_all(req.as_bytes()).await.unwrap();
+                    let reply = lines.next_line().await.unwrap().unwrap();
+                    assert!(reply.starts_with("OK\t"), "{reply}");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        LOGINS as f64 / start.elapsed().as_secs_f64()
+    });
+
+    println!("auth_throughput: {LOGINS} logins, {cores} core(s), {CONNECTIONS} connections");
+    println!("  baseline  bare argon2id verifications: {baseline:8.1} /s");
+    println!("  measured  logins through the socket:    {measured:8.1} /s");
+    println!(
+        "  ratio     measured / baseline:          {:8.3}",
+        measured / baseline
+    );
+}
