@@ -117,8 +117,18 @@ impl AuthService {
         })
     }
 
+    /// The throttling key of a client address: the address for IPv4, its /64 for IPv6
+    /// (one host usually holds a whole /64, and could otherwise rotate through it).
     fn ip_key(ip: Option<IpAddr>) -> String {
-        ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+        match ip {
+            None => "unknown".to_string(),
+            Some(IpAddr::V4(v4)) => v4.to_string(),
+            Some(IpAddr::V6(v6)) => {
+                let s = v6.segments();
+                let prefix = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{prefix}/64")
+            }
+        }
     }
 
     /// Looks the login up and checks the password (blocking: store and argon2). A success
@@ -542,6 +552,39 @@ mod tests {
         assert_eq!(f.service.failures_by_ip.count("192.0.2.3"), 2);
         wait_until(|| reasons(&f).len() == 2).await;
         assert_eq!(reasons(&f), ["authzid_mismatch", "malformed"]);
+    }
+
+    #[tokio::test]
+    async fn ipv6_clients_are_counted_per_64() {
+        let f = fixture("");
+        // Five different addresses of one /64 reach block_after (5) together.
+        for i in 1..=5 {
+            let ip = format!("2001:db8:1:2::{i}");
+            assert_eq!(
+                f.service
+                    .verify(&attempt(&f.user, "wrong", &ip, true))
+                    .await,
+                FAIL
+            );
+        }
+        assert_eq!(f.service.failures_by_ip.count("2001:db8:1:2::/64"), 5);
+        let v = f
+            .service
+            .verify(&attempt(&f.user, &f.pass, "2001:db8:1:2::99", true))
+            .await;
+        assert_eq!(v, FAIL, "the /64 is blocked");
+        assert_eq!(reasons(&f).last().unwrap(), "throttled");
+        // Another /64 is not.
+        let v = f
+            .service
+            .verify(&attempt(&f.user, &f.pass, "2001:db8:1:3::1", true))
+            .await;
+        assert_eq!(
+            v,
+            Verdict::Ok {
+                user: f.user.clone()
+            }
+        );
     }
 
     async fn wait_until(mut cond: impl FnMut() -> bool) {
