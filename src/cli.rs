@@ -374,13 +374,24 @@ fn actor() -> String {
         })
 }
 
-fn open_store(cfg: &Config) -> Result<Store, CliError> {
+/// Opens the store. Only commands that add something (`create`) may create a missing
+/// one, and say so: a read, or a command run with the wrong --config or --data-dir, must
+/// never leave an empty store behind for the daemon to answer "unknown user" from.
+fn open_store(cfg: &Config, create: bool) -> Result<Store, CliError> {
+    let path = cfg.store_path();
+    let exists = path.exists();
+    if !exists && !create {
+        return Err(CliError::Refused(format!(
+            "no store at {}: check --config / --data-dir, or create it with `postwarden init`",
+            path.display()
+        )));
+    }
     ensure_data_dir(&cfg.data_dir)?;
-    Ok(Store::open(
-        &cfg.store_path(),
-        cfg.store.busy_timeout.0,
-        &actor(),
-    )?)
+    let store = Store::open(&path, cfg.store.busy_timeout.0, &actor())?;
+    if !exists {
+        eprintln!("postwarden: created a new store at {}", path.display());
+    }
+    Ok(store)
 }
 
 fn emit(json: bool, value: Value, text: impl FnOnce() -> String) {
@@ -442,7 +453,7 @@ pub fn admin(cli: &Cli) -> CliResult {
     match &cli.command {
         Command::Run => unreachable!("run is handled by main"),
         Command::Init => {
-            let store = open_store(&cfg)?;
+            let store = open_store(&cfg, true)?;
             let version = store.schema_version()?;
             emit(
                 json,
@@ -484,7 +495,7 @@ pub fn admin(cli: &Cli) -> CliResult {
 
 fn dkim_cmd(cfg: &Config, json: bool, cmd: &DkimCmd) -> CliResult {
     use crate::dkim;
-    let mut store = open_store(cfg)?;
+    let mut store = open_store(cfg, matches!(cmd, DkimCmd::Keygen { .. }))?;
     match cmd {
         DkimCmd::Keygen {
             domain,
@@ -606,7 +617,7 @@ fn dkim_cmd(cfg: &Config, json: bool, cmd: &DkimCmd) -> CliResult {
 
 fn dns_check(cfg: &Config, json: bool, domain: &str) -> CliResult {
     let d = domain_arg(domain)?;
-    let store = open_store(cfg)?;
+    let store = open_store(cfg, false)?;
     let keys = store.dkim_list(Some(&d))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -677,7 +688,7 @@ fn postfix_setup(json: bool, apply: bool, dir: Option<&Path>) -> CliResult {
 }
 
 fn discovered(cfg: &Config, json: bool, args: &LogArgs) -> CliResult {
-    let store = open_store(cfg)?;
+    let store = open_store(cfg, false)?;
     let list = store.discovered(args.org.as_deref())?;
     emit(json, serde_json::to_value(&list).expect("json"), || {
         table(
@@ -707,7 +718,7 @@ fn discovered(cfg: &Config, json: bool, args: &LogArgs) -> CliResult {
 /// `postwarden explain`: the submission milter's decision on the live store, and why.
 fn explain(cfg: &Config, json: bool, args: &ExplainArgs) -> CliResult {
     use crate::policy::{self, Decision};
-    let store = open_store(cfg)?;
+    let store = open_store(cfg, false)?;
     let envelope = policy::envelope_address(&args.sender).map(str::to_string);
     // Each --header-from is read like the From field's content: a bare address or "Name <addr>".
     let from_field: Vec<String> = args
@@ -809,7 +820,7 @@ fn explain(cfg: &Config, json: bool, args: &ExplainArgs) -> CliResult {
 }
 
 fn org(cfg: &Config, json: bool, cmd: &OrgCmd) -> CliResult {
-    let mut store = open_store(cfg)?;
+    let mut store = open_store(cfg, matches!(cmd, OrgCmd::Add { .. }))?;
     match cmd {
         OrgCmd::Add { name, sender_check } => {
             let sc: SenderCheck = (*sender_check).into();
@@ -863,7 +874,7 @@ fn org(cfg: &Config, json: bool, cmd: &OrgCmd) -> CliResult {
 }
 
 fn domain(cfg: &Config, json: bool, cmd: &DomainCmd) -> CliResult {
-    let mut store = open_store(cfg)?;
+    let mut store = open_store(cfg, matches!(cmd, DomainCmd::Add { .. }))?;
     match cmd {
         DomainCmd::Add {
             domain,
@@ -926,7 +937,7 @@ fn domain(cfg: &Config, json: bool, cmd: &DomainCmd) -> CliResult {
 }
 
 fn account(cfg: &Config, json: bool, cmd: &AccountCmd) -> CliResult {
-    let mut store = open_store(cfg)?;
+    let mut store = open_store(cfg, matches!(cmd, AccountCmd::Add { .. }))?;
     match cmd {
         AccountCmd::Add { address, kind } => {
             let a = normalize_address(address).map_err(CliError::Refused)?;
@@ -972,7 +983,7 @@ fn account(cfg: &Config, json: bool, cmd: &AccountCmd) -> CliResult {
 }
 
 fn credential_cmd(cfg: &Config, json: bool, cmd: &CredentialCmd) -> CliResult {
-    let mut store = open_store(cfg)?;
+    let mut store = open_store(cfg, matches!(cmd, CredentialCmd::New { .. }))?;
     match cmd {
         CredentialCmd::New { org, label } => {
             store::validate_label(label)?;
@@ -1089,7 +1100,7 @@ fn log(cfg: &Config, json: bool, args: &LogArgs) -> CliResult {
         since,
         limit: (args.limit > 0).then_some(args.limit),
     };
-    let store = open_store(cfg)?;
+    let store = open_store(cfg, false)?;
     let events = store.events(&filter)?;
     emit(json, serde_json::to_value(&events).expect("json"), || {
         events

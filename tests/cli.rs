@@ -1063,3 +1063,64 @@ fn dkim_keygen_list_activate_retire() {
         "{log}"
     );
 }
+
+#[test]
+fn reads_never_create_a_store() {
+    let pw = Pw::new();
+    for args in [
+        &["org", "list"][..],
+        &["domain", "list"],
+        &["account", "list"],
+        &["credential", "list"],
+        &["log"],
+        &["log", "--discovered"],
+        &["dkim", "list"],
+        &["explain", "--login", "x", "--sender", "a@b.example"],
+        &["org", "remove", "acme"],
+        &["credential", "revoke", "someone"],
+    ] {
+        let err = pw.fails(1, args);
+        assert!(
+            err.contains("no store at") && err.contains("postwarden init"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!pw.data().exists(), "a read created the data directory");
+    // Adding creates it, and says where.
+    let out = pw.run(&["org", "add", "acme"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("created a new store at"),
+        "{out:?}"
+    );
+    let out = pw.run(&["org", "add", "second"]);
+    assert!(String::from_utf8_lossy(&out.stderr).is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_store_root_creates_in_the_daemons_directory_belongs_to_the_daemon() {
+    use std::os::unix::fs::MetadataExt;
+    let pw = Pw::new();
+    if std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1)
+        != 0
+    {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    std::fs::create_dir_all(pw.data()).unwrap();
+    // 65534 = nobody on Debian.
+    std::os::unix::fs::chown(pw.data(), Some(65534), Some(65534)).unwrap();
+    pw.ok(&["org", "add", "acme"]);
+    for f in ["postwarden.db", "postwarden.db-wal", "postwarden.db-shm"] {
+        let p = pw.data().join(f);
+        if p.exists() {
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().uid(),
+                65534,
+                "{f} not handed to the directory owner"
+            );
+        }
+    }
+}

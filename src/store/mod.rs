@@ -308,7 +308,11 @@ impl Store {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let existed = path.exists();
         let mut store = Store::open_with(path, flags, busy_timeout, actor)?;
+        if !existed {
+            give_to_directory_owner(path);
+        }
         store.migrate()?;
         // The store holds DKIM private keys and password hashes: never world-readable.
         // (SQLite gives its -wal and -shm files the database file's mode.)
@@ -1234,6 +1238,25 @@ fn insert_event(conn: &Connection, ev: &Event) -> rusqlite::Result<()> {
         ],
     )
     .map(|_| ())
+}
+
+/// A store that root creates in a directory another user owns (the daemon's data
+/// directory) goes to that user, so the daemon can open it. SQLite gives its -wal and -shm
+/// files the database file's owner when it runs as root.
+fn give_to_directory_owner(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let (true, Ok(d)) = (is_root, std::fs::metadata(dir)) {
+        if d.uid() != 0 {
+            let _ = std::os::unix::fs::chown(path, Some(d.uid()), Some(d.gid()));
+        }
+    }
 }
 
 /// Organization names: 1-64 of letters, digits, `.`, `_`, `-`, starting with a letter or digit.
