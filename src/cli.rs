@@ -489,7 +489,7 @@ pub fn admin(cli: &Cli) -> CliResult {
         Command::PostfixSetup {
             apply,
             postfix_config_dir,
-        } => postfix_setup(json, *apply, postfix_config_dir.as_deref()),
+        } => postfix_setup(&cfg, json, *apply, postfix_config_dir.as_deref()),
     }
 }
 
@@ -645,31 +645,36 @@ fn dns_check(cfg: &Config, json: bool, domain: &str) -> CliResult {
     }
 }
 
-fn postfix_setup(json: bool, apply: bool, dir: Option<&Path>) -> CliResult {
+fn postfix_setup(cfg: &Config, json: bool, apply: bool, dir: Option<&Path>) -> CliResult {
     use crate::postfix_setup as ps;
+    let plan = ps::plan(dir, cfg);
+    let notes: Vec<String> = plan.notes.iter().map(|n| format!("# note: {n}")).collect();
     if !apply {
-        let cmds: Vec<String> = ps::postconf_commands(dir)
-            .iter()
-            .map(|c| ps::shell_line(c))
-            .collect();
-        emit(json, json!({"applied": false, "commands": cmds}), || {
-            format!(
-                "# The Postfix settings postwarden needs (from postfix/main.cf and postfix/master.cf).\n\
+        let cmds: Vec<String> = plan.commands.iter().map(|c| ps::shell_line(c)).collect();
+        emit(
+            json,
+            json!({"applied": false, "commands": cmds, "notes": plan.notes}),
+            || {
+                format!(
+                "# The Postfix settings postwarden needs (postfix/main.cf and postfix/master.cf,\n\
+                 # with the socket addresses of postwarden's configuration).\n\
                  # Run them, or `postwarden postfix-setup --apply` to run them with a backup,\n\
-                 # then `postfix reload`.\n{}",
+                 # then `postfix reload`.\n{}{}",
+                notes.iter().map(|n| format!("{n}\n")).collect::<String>(),
                 cmds.join("\n")
             )
-        });
+            },
+        );
         return Ok(());
     }
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
         .replace(':', "");
-    let applied = ps::apply(dir, &stamp).map_err(CliError::Refused)?;
+    let applied = ps::apply(dir, &stamp, &plan).map_err(CliError::Refused)?;
     emit(
         json,
         json!({"applied": true, "config_directory": applied.config_directory, "backups": applied.backups,
-               "commands": applied.commands, "postfix_check": applied.check}),
+               "commands": applied.commands, "notes": plan.notes, "postfix_check": applied.check}),
         || {
             let backups: Vec<String> = applied
                 .backups
@@ -677,7 +682,8 @@ fn postfix_setup(json: bool, apply: bool, dir: Option<&Path>) -> CliResult {
                 .map(|b| b.display().to_string())
                 .collect();
             format!(
-                "{}\napplied to {}; backups: {}\n`postfix check` passed. Reload Postfix to use it: postfix reload",
+                "{}{}\napplied to {}; backups: {}\n`postfix check` passed. Reload Postfix to use it: postfix reload",
+                notes.iter().map(|n| format!("{n}\n")).collect::<String>(),
                 applied.commands.join("\n"),
                 applied.config_directory.display(),
                 backups.join(", ")

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::config::{Config, ListenAddr};
+
 /// The snippets, embedded: exactly the files in `postfix/`.
 pub const MAIN_CF: &str = include_str!("../postfix/main.cf");
 pub const MASTER_CF: &str = include_str!("../postfix/master.cf");
@@ -58,8 +60,65 @@ pub fn master_entries(text: &str) -> Vec<MasterEntry> {
     out
 }
 
-/// The postconf argument lists that apply the snippets (`config_dir`: `postconf -c`).
-pub fn postconf_commands(config_dir: Option<&Path>) -> Vec<Vec<String>> {
+/// What `postfix-setup` will run, and what the administrator should know about it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Plan {
+    #[serde(skip)]
+    pub commands: Vec<Vec<String>>,
+    /// Values that change (with the old one), merges, and warnings.
+    pub notes: Vec<String>,
+}
+
+/// A Postfix parameter's current value (`postconf -h`), if postconf can tell.
+pub fn current_value(config_dir: Option<&Path>, key: &str) -> Option<String> {
+    let mut cmd = Command::new("postconf");
+    if let Some(d) = config_dir {
+        cmd.arg("-c").arg(d);
+    }
+    let out = cmd.args(["-h", key]).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// How Postfix names one of postwarden's listeners: a path relative to its queue
+/// directory where possible (what a chrooted smtpd needs), `inet:IP:PORT` for TCP.
+/// The second value is a warning, if the address will not work for a chrooted smtpd.
+pub fn postfix_address(listen: &ListenAddr, queue_dir: &Path) -> (String, Option<String>) {
+    match listen {
+        ListenAddr::Inet(sa) => (format!("inet:{}:{}", sa.ip(), sa.port()), None),
+        ListenAddr::Unix(path) => {
+            let absolute = if path.is_absolute() {
+                path.clone()
+            } else {
+                std::env::current_dir()
+                    .map(|d| d.join(path))
+                    .unwrap_or_else(|_| path.clone())
+            };
+            match absolute.strip_prefix(queue_dir) {
+                Ok(rel) => (rel.display().to_string(), None),
+                Err(_) => (
+                    absolute.display().to_string(),
+                    Some(format!(
+                        "{} is outside Postfix's queue directory {}: a chrooted smtpd (chroot column y \
+                         in master.cf, Debian's default) cannot reach it; put postwarden's sockets under \
+                         {}/private/ (or use inet: listeners)",
+                        absolute.display(),
+                        queue_dir.display(),
+                        queue_dir.display()
+                    )),
+                ),
+            }
+        }
+    }
+}
+
+/// The commands that apply the snippets for postwarden's configured sockets, against the
+/// Postfix configuration in `config_dir` (postconf -c; default Postfix's own):
+/// - the socket paths in the snippets are replaced by where `cfg` says the sockets are;
+/// - an existing `smtpd_milters` keeps its milters (postwarden's is added);
+/// - every other value that changes is noted with its old value.
+pub fn plan(config_dir: Option<&Path>, cfg: &Config) -> Plan {
     let base = || {
         let mut v = vec!["postconf".to_string()];
         if let Some(d) = config_dir {
@@ -68,26 +127,82 @@ pub fn postconf_commands(config_dir: Option<&Path>) -> Vec<Vec<String>> {
         }
         v
     };
-    let mut cmds = Vec::new();
-    for (k, v) in main_settings(MAIN_CF) {
+    let queue_dir = PathBuf::from(
+        current_value(config_dir, "queue_directory").unwrap_or_else(|| "/var/spool/postfix".into()),
+    );
+    let mut plan = Plan::default();
+    let mut address = |listen: &ListenAddr| {
+        let (a, warning) = postfix_address(&cfg.resolve(listen), &queue_dir);
+        if let Some(w) = warning {
+            if !plan.notes.contains(&w) {
+                plan.notes.push(w);
+            }
+        }
+        a
+    };
+    let auth = address(&cfg.auth.listen);
+    let submission = address(&cfg.submission.listen);
+    let inbound = address(&cfg.inbound.listen);
+    let milter = |a: &str| {
+        if a.starts_with("inet:") {
+            a.to_string()
+        } else {
+            format!("unix:{a}")
+        }
+    };
+    for (k, mut v) in main_settings(MAIN_CF) {
+        match k.as_str() {
+            "smtpd_sasl_path" => v = auth.clone(),
+            "smtpd_milters" => {
+                v = milter(&inbound);
+                if let Some(old) = current_value(config_dir, &k).filter(|o| !o.is_empty()) {
+                    let ours = v.clone();
+                    let others: Vec<&str> = old
+                        .split([',', ' ', '\t'])
+                        .filter(|m| {
+                            !m.is_empty() && *m != ours && !m.contains("postwarden-inbound")
+                        })
+                        .collect();
+                    if !others.is_empty() {
+                        plan.notes.push(format!(
+                            "smtpd_milters keeps {} and adds postwarden's inbound milter",
+                            others.join(", ")
+                        ));
+                        v = format!("{}, {v}", others.join(", "));
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let Some(old) = current_value(config_dir, &k) {
+            if !old.is_empty() && old != v && k != "smtpd_milters" {
+                plan.notes
+                    .push(format!("{k} changes from \"{old}\" to \"{v}\""));
+            }
+        }
         let mut c = base();
         c.push("-e".into());
         c.push(format!("{k} = {v}"));
-        cmds.push(c);
+        plan.commands.push(c);
     }
     for e in master_entries(MASTER_CF) {
         let mut c = base();
         c.push("-M".into());
         c.push(format!("{}/{}={}", e.service, e.kind, e.line));
-        cmds.push(c);
+        plan.commands.push(c);
         for (k, v) in &e.options {
+            let v = match k.as_str() {
+                "smtpd_sasl_path" => auth.clone(),
+                "smtpd_milters" => milter(&submission),
+                _ => v.clone(),
+            };
             let mut c = base();
             c.push("-P".into());
             c.push(format!("{}/{}/{k}={v}", e.service, e.kind));
-            cmds.push(c);
+            plan.commands.push(c);
         }
     }
-    cmds
+    plan
 }
 
 /// A command line as a shell would need it typed.
@@ -152,7 +267,7 @@ fn run(argv: &[String]) -> Result<String, String> {
 
 /// Backs up main.cf and master.cf, runs the postconf commands and `postfix check`. On any
 /// failure the backups are restored and the error says what failed.
-pub fn apply(config_dir: Option<&Path>, stamp: &str) -> Result<Applied, String> {
+pub fn apply(config_dir: Option<&Path>, stamp: &str, plan: &Plan) -> Result<Applied, String> {
     let dir = config_directory(config_dir)?;
     let mut backups = Vec::new();
     for name in ["main.cf", "master.cf"] {
@@ -171,8 +286,8 @@ pub fn apply(config_dir: Option<&Path>, stamp: &str) -> Result<Applied, String> 
             dir.display()
         )
     };
-    let cmds = postconf_commands(config_dir);
-    for c in &cmds {
+    let cmds = &plan.commands;
+    for c in cmds {
         run(c).map_err(restore)?;
     }
     let mut check = vec!["postfix".to_string()];
@@ -206,10 +321,40 @@ mod tests {
         assert!(master[0]
             .options
             .contains(&("milter_default_action".into(), "tempfail".into())));
-        let cmds: Vec<String> = postconf_commands(None)
+        let cfg = Config::parse(
+            "[auth]\nlisten = \"unix:/var/spool/postfix/private/postwarden-auth\"\n\
+             [submission]\nlisten = \"unix:/var/spool/postfix/private/postwarden-submission\"\n\
+             [inbound]\nlisten = \"inet:127.0.0.1:10026\"\n",
+            "t",
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("main.cf"),
+            "queue_directory = /var/spool/postfix\n",
+        )
+        .unwrap();
+        let prefix = format!("-c {} ", dir.path().display());
+        let cmds: Vec<String> = plan(Some(dir.path()), &cfg)
+            .commands
             .iter()
-            .map(|c| shell_line(c))
+            .map(|c| shell_line(c).replace(&prefix, ""))
             .collect();
+        assert!(
+            cmds.contains(&"postconf -e 'smtpd_sasl_path = private/postwarden-auth'".to_string()),
+            "{cmds:?}"
+        );
+        assert!(
+            cmds.contains(&"postconf -e 'smtpd_milters = inet:127.0.0.1:10026'".to_string()),
+            "{cmds:?}"
+        );
+        assert!(
+            cmds.contains(
+                &"postconf -P submission/inet/smtpd_milters=unix:private/postwarden-submission"
+                    .to_string()
+            ),
+            "{cmds:?}"
+        );
         assert!(
             cmds.contains(&"postconf -e 'smtpd_sasl_type = dovecot'".to_string()),
             "{cmds:?}"
@@ -226,8 +371,13 @@ mod tests {
             ),
             "{cmds:?}"
         );
-        let with_dir = postconf_commands(Some(Path::new("/tmp/pf")));
-        assert!(with_dir.iter().all(|c| c[1] == "-c" && c[2] == "/tmp/pf"));
+        // A socket outside the queue directory is named absolutely, with a warning.
+        let (a, w) = postfix_address(
+            &ListenAddr::Unix("/run/pw/auth".into()),
+            Path::new("/var/spool/postfix"),
+        );
+        assert_eq!(a, "/run/pw/auth");
+        assert!(w.unwrap().contains("chrooted smtpd"));
     }
 
     #[test]
