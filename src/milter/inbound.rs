@@ -266,9 +266,6 @@ pub fn callbacks(milter: Arc<InboundMilter>) -> Callbacks<Session> {
                 if leading {
                     cx.requested_opts |= ProtoOpts::LEADING_SPACE;
                 }
-                if opts.contains(ProtoOpts::NOREPLY_HEADER) {
-                    cx.requested_opts |= ProtoOpts::NOREPLY_HEADER;
-                }
                 let mut session = Session::default();
                 session.message.buffer.leading_space = leading;
                 cx.data = Some(session);

@@ -6,8 +6,8 @@ use std::ffi::CString;
 use std::sync::Arc;
 
 use indymilter::{
-    Callbacks, Context, ContextActions, EomContext, MacroStage, NegotiateContext, ProtoOpts,
-    SetErrorReply, SocketInfo, Status,
+    Callbacks, Context, ContextActions, EomContext, MacroStage, NegotiateContext, SetErrorReply,
+    SocketInfo, Status,
 };
 use tracing::{info, warn};
 
@@ -380,7 +380,7 @@ pub fn callbacks(milter: Arc<SubmissionMilter>) -> Callbacks<Session> {
         Arc::clone(&milter),
     );
     Callbacks::new()
-        .on_negotiate(|cx: &mut NegotiateContext<Session>, _actions, opts| {
+        .on_negotiate(|cx: &mut NegotiateContext<Session>, _actions, _opts| {
             Box::pin(async move {
                 cx.requested_macros
                     .insert(MacroStage::Mail, CString::new("{auth_authen} i").unwrap());
@@ -391,10 +391,6 @@ pub fn callbacks(milter: Arc<SubmissionMilter>) -> Callbacks<Session> {
                     .insert(MacroStage::Eom, CString::new("i").unwrap());
                 // DKIM-Signature headers are inserted at end of message.
                 cx.requested_actions |= indymilter::Actions::ADD_HEADER;
-                // Header callbacks never reply: save Postfix the round trip where it can.
-                if opts.contains(ProtoOpts::NOREPLY_HEADER) {
-                    cx.requested_opts |= ProtoOpts::NOREPLY_HEADER;
-                }
                 Status::Continue
             })
         })
