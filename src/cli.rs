@@ -191,10 +191,10 @@ pub enum DomainCmd {
         #[arg(long)]
         org: Option<String>,
     },
-    /// Remove a domain (refused while it has accounts, unless --force).
+    /// Remove a domain (refused while it has accounts or DKIM keys, unless --force).
     Remove {
         domain: String,
-        /// Also remove its accounts.
+        /// Also remove its accounts and DKIM keys.
         #[arg(long)]
         force: bool,
     },

@@ -664,18 +664,24 @@ impl Store {
         let (path, actor) = (self.path.clone(), self.actor.clone());
         self.write(|tx| {
             let (id, org, _) = Self::domain_row(tx, &path, domain)?;
-            let accounts: i64 = tx
-                .query_row("SELECT COUNT(*) FROM account WHERE domain_id = ?1", [id], |r| r.get(0))
+            let (accounts, keys): (i64, i64) = tx
+                .query_row(
+                    "SELECT (SELECT COUNT(*) FROM account WHERE domain_id = ?1),
+                            (SELECT COUNT(*) FROM dkim_key WHERE domain_id = ?1)",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .map_err(|e| fault(&path, e))?;
-            if accounts > 0 && !force {
+            if (accounts > 0 || keys > 0) && !force {
                 return refused(format!(
-                    "domain {domain} still has {accounts} account(s); remove them first or use --force"
+                    "domain {domain} still has {accounts} account(s) and {keys} DKIM key(s); \
+                     remove the accounts first, or use --force (the DKIM private keys are deleted with it)"
                 ));
             }
             tx.execute("DELETE FROM domain WHERE id = ?1", [id])
                 .map_err(|e| fault(&path, e))?;
-            let detail = if accounts > 0 {
-                format!("domain remove {domain} --force ({accounts} account(s) removed)")
+            let detail = if accounts > 0 || keys > 0 {
+                format!("domain remove {domain} --force ({accounts} account(s), {keys} DKIM key(s) removed)")
             } else {
                 format!("domain remove {domain}")
             };

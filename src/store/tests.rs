@@ -123,7 +123,8 @@ fn domains() {
     assert!(refused_msg(s.domain_list(Some("ghost"))).contains("no organization"));
     s.account_add("a@acme.example", "acme.example", AccountKind::Functional)
         .unwrap();
-    assert!(refused_msg(s.domain_remove("acme.example", false)).contains("1 account(s)"));
+    assert!(refused_msg(s.domain_remove("acme.example", false))
+        .contains("1 account(s) and 0 DKIM key(s)"));
     s.domain_remove("acme.example", true).unwrap();
     assert!(s.account_list(None).unwrap().is_empty());
     assert!(refused_msg(s.domain_remove("acme.example", false)).contains("not registered"));
@@ -431,4 +432,12 @@ fn dkim_keys_rotate_and_the_store_is_not_world_readable() {
     // An inactive domain does not sign.
     s.domain_set_active("acme.example", false).unwrap();
     assert!(s.dkim_signing_keys("acme.example").unwrap().is_empty());
+    // Keys are not removed with their domain unless forced.
+    let m = refused_msg(s.domain_remove("acme.example", false));
+    assert!(
+        m.contains("0 account(s) and 3 DKIM key(s)") && m.contains("--force"),
+        "{m}"
+    );
+    s.domain_remove("acme.example", true).unwrap();
+    assert!(s.dkim_list(None).unwrap().is_empty());
 }
