@@ -726,42 +726,54 @@ fn explain(cfg: &Config, json: bool, args: &ExplainArgs) -> CliResult {
     use crate::policy::{self, Decision};
     let store = open_store(cfg, false)?;
     let envelope = policy::envelope_address(&args.sender).map(str::to_string);
-    // Each --header-from is read like the From field's content: a bare address or "Name <addr>".
+    // Each --header-from is read exactly as the milter reads the From field's content (a bare
+    // address, "Name <addr>", a group, ...): a value without an address adds none.
     let from_field: Vec<String> = args
         .header_from
         .iter()
-        .flat_map(|v| {
-            let found = crate::address::header_addresses(v.as_bytes());
-            if found.is_empty() {
-                vec![v.clone()]
-            } else {
-                found
-            }
-        })
+        .flat_map(|v| crate::address::header_addresses(v.as_bytes()))
         .collect();
     let addresses: Vec<String> = envelope
         .iter()
         .chain(from_field.iter())
         .filter_map(|a| normalize_address(a).ok().map(|a| a.to_string()))
         .collect();
-    let refuse_login = |why: &str| -> CliResult {
-        let reply = "530 5.7.0 Authentication required";
+    // A login that cannot authenticate never reaches the milter: Postfix answers AUTH with
+    // 535 (a session that authenticated before a revocation gets 530 at MAIL).
+    let refuse_login = |rule: &str, explanation: String, org: Option<&str>| -> CliResult {
+        let reply = "535 5.7.8 Error: authentication failed: (reason unavailable)";
         emit(
             json,
-            json!({"decision": "refuse", "reply": reply, "organization": null,
-                   "rules": [{"rule": why, "explanation": why}]}),
-            || format!("decision: refuse\nreply:    {reply}\nrule:     {why}"),
+            json!({"decision": "refuse", "reply": reply, "organization": org,
+                   "rules": [{"rule": rule, "explanation": explanation}]}),
+            || format!("decision: refuse\nreply:    {reply}\nrule:     {rule}: {explanation}"),
         );
         Err(CliError::Refused(format!(
-            "{why}: Postfix would answer {reply}"
+            "{explanation}: Postfix would answer {reply}"
         )))
     };
     let (facts, revoked) = match store.sender_facts(&args.login, &addresses)? {
-        None => return refuse_login(&format!("no credential with username {}", args.login)),
+        None => {
+            return refuse_login(
+                "unknown_login",
+                format!(
+                    "no credential with username {} (usernames compare exactly)",
+                    args.login
+                ),
+                None,
+            )
+        }
         Some(x) => x,
     };
     if revoked {
-        return refuse_login(&format!("credential {} is revoked", args.login));
+        return refuse_login(
+            "revoked_credential",
+            format!(
+                "credential {} is revoked: create a new one with `postwarden credential new --org {} --label LABEL`",
+                args.login, facts.organization
+            ),
+            Some(&facts.organization),
+        );
     }
     let decision = if args.header_from.is_empty() {
         policy::judge_envelope(&facts, envelope.as_deref())

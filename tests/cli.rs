@@ -842,7 +842,35 @@ fn explain_gives_the_decision_the_reply_and_the_fix() {
         "alice@acme.example",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("530 5.7.0 Authentication required"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("535 5.7.8 Error: authentication failed"));
+    // A group without addresses is what the milter sees too: no address at all.
+    let out = pw.run(&[
+        "explain",
+        "--login",
+        user,
+        "--sender",
+        "alice@acme.example",
+        "--header-from",
+        "undisclosed:;",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("550 5.6.0 Message From header field holds no valid address"));
+    // A revoked credential: AUTH fails; the explanation says what to do.
+    let spare = pw.json(&["credential", "new", "--org", "acme", "--label", "spare"]);
+    let spare = spare["username"].as_str().unwrap();
+    pw.ok(&["credential", "revoke", spare]);
+    let out = pw.run(&[
+        "explain",
+        "--login",
+        spare,
+        "--sender",
+        "alice@acme.example",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rules"][0]["rule"], "revoked_credential");
+    assert_eq!(v["organization"], "acme");
+    assert!(v["reply"].as_str().unwrap().starts_with("535 5.7.8"));
 
     // Discovery mode: accepted; the discovered list comes from real traffic (see the milter tests).
     pw.ok(&["org", "set", "acme", "--sender-check", "domain"]);
