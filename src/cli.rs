@@ -340,6 +340,13 @@ pub fn load_config(cli: &Cli) -> Result<Config, CliError> {
         }
         cfg.data_dir = dir.clone();
     }
+    if matches!(cli.command, Command::Run | Command::CheckConfig) {
+        let origin = config_path(cli)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<embedded default>".into());
+        cfg.check_listeners(&origin)
+            .map_err(|e| CliError::Usage(e.0))?;
+    }
     Ok(cfg)
 }
 

@@ -396,6 +396,43 @@ impl Config {
         Ok(())
     }
 
+    /// What only the machine can tell, for `run` and `check-config`: the listeners are
+    /// distinct and bindable in form (Unix paths within the kernel's 107 bytes), and the
+    /// socket group exists. Messages name the key.
+    pub fn check_listeners(&self, origin: &str) -> Result<(), ConfigError> {
+        let listeners = [
+            ("auth.listen", self.resolve(&self.auth.listen)),
+            ("submission.listen", self.resolve(&self.submission.listen)),
+            ("inbound.listen", self.resolve(&self.inbound.listen)),
+        ];
+        for (i, (key, addr)) in listeners.iter().enumerate() {
+            if let ListenAddr::Unix(p) = addr {
+                let len = p.as_os_str().len();
+                if len > 107 {
+                    return Err(ConfigError(format!(
+                        "{origin}: key `{key}`: socket path {} is {len} bytes; Unix sockets allow 107 \
+                         (use a shorter data_dir or an absolute path)",
+                        p.display()
+                    )));
+                }
+            }
+            for (other, addr2) in &listeners[..i] {
+                if addr == addr2 {
+                    return Err(ConfigError(format!(
+                        "{origin}: key `{key}`: {addr} is also `{other}`; each listener needs its own address"
+                    )));
+                }
+            }
+        }
+        if !self.sockets.group.is_empty() && group_id(&self.sockets.group).is_none() {
+            return Err(ConfigError(format!(
+                "{origin}: key `sockets.group`: no group named {:?} on this machine",
+                self.sockets.group
+            )));
+        }
+        Ok(())
+    }
+
     /// The database path, resolved against the data directory.
     pub fn store_path(&self) -> PathBuf {
         self.data_dir.join(&self.store.path)
@@ -413,6 +450,20 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("the configuration serializes")
     }
+}
+
+/// The numeric id of a group: a number, or a name in /etc/group.
+pub fn group_id(name: &str) -> Option<u32> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Some(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next() == Some(name))
+            .then(|| f.nth(1).and_then(|g| g.parse().ok()))
+            .flatten()
+    })
 }
 
 /// The line (1-based) where a dotted key such as `store.path` is set in `text`, if it is.

@@ -58,23 +58,6 @@ impl indymilter::Listener for Listener {
     }
 }
 
-/// The numeric id of a group named in /etc/group.
-fn group_id(name: &str) -> anyhow::Result<u32> {
-    if let Ok(gid) = name.parse::<u32>() {
-        return Ok(gid);
-    }
-    let groups = std::fs::read_to_string("/etc/group").context("reading /etc/group")?;
-    groups
-        .lines()
-        .find_map(|l| {
-            let mut f = l.split(':');
-            (f.next() == Some(name))
-                .then(|| f.nth(1).and_then(|g| g.parse().ok()))
-                .flatten()
-        })
-        .with_context(|| format!("no group named {name:?}"))
-}
-
 /// Binds a Unix socket at `path`, replacing a stale socket file but never a live one or
 /// anything that is not a socket.
 fn bind_unix(path: &Path, mode: SocketMode, group: &str) -> anyhow::Result<UnixListener> {
@@ -104,7 +87,8 @@ fn bind_unix(path: &Path, mode: SocketMode, group: &str) -> anyhow::Result<UnixL
     let listener =
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
     if !group.is_empty() {
-        let gid = group_id(group)?;
+        let gid =
+            crate::config::group_id(group).with_context(|| format!("no group named {group:?}"))?;
         std::os::unix::fs::chown(path, None, Some(gid))
             .with_context(|| format!("setting group {group} on {}", path.display()))?;
     }

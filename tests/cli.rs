@@ -354,12 +354,26 @@ fn check_config_prints_effective_config_and_names_errors() {
         assert!(err.contains(line), "{line} not in: {err}");
         assert!(err.contains(needle), "{needle} not in: {err}");
     }
+    // What only this machine can tell: the same for check-config and run (exit 2).
+    for (text, needle) in [
+        ("[submission]\nlisten = \"unix:auth\"\n", "key `submission.listen`: unix:"),
+        ("[inbound]\nlisten = \"inet:127.0.0.1:7000\"\n[submission]\nlisten = \"inet:127.0.0.1:7000\"\n", "is also `submission.listen`"),
+        ("[sockets]\ngroup = \"nosuchgroup\"\n", "key `sockets.group`: no group named \"nosuchgroup\""),
+        (&format!("[auth]\nlisten = \"unix:/tmp/{}/auth\"\n", "d".repeat(120)), "Unix sockets allow 107"),
+    ] {
+        write(&cfg, text);
+        for cmd in ["check-config", "run"] {
+            let err = pw.fails(2, &[cmd, "--config", cfg.to_str().unwrap()]);
+            assert!(err.contains(needle), "{cmd} {text:?}: {err}");
+        }
+    }
     let err = pw.fails(2, &["check-config", "--config", "/nonexistent/pw.toml"]);
     assert!(
         err.contains("/nonexistent/pw.toml: cannot read configuration"),
         "{err}"
     );
     // Other commands refuse a bad config the same way.
+    write(&cfg, "[password_hash]\nparallelism = 0\n");
     let err = pw.fails(2, &["org", "list", "--config", cfg.to_str().unwrap()]);
     assert!(err.contains("password_hash.parallelism"), "{err}");
 }
