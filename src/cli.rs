@@ -369,16 +369,27 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), CliError> {
 }
 
 /// Who is making admin changes: the invoking user.
+///
+/// The name comes from the process's user id (environment variables could name anyone);
+/// for root run through sudo, the invoking user is added: `root (sudo: alice)`.
 fn actor() -> String {
-    std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| {
-            use std::os::unix::fs::MetadataExt;
-            std::fs::metadata("/proc/self")
-                .map(|m| format!("uid:{}", m.uid()))
-                .unwrap_or_else(|_| "unknown".into())
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return "unknown".into();
+    };
+    let name = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2].parse() == Ok(uid)).then(|| f[0].to_string())
+            })
         })
+        .unwrap_or_else(|| format!("uid:{uid}"));
+    match std::env::var("SUDO_USER") {
+        Ok(by) if uid == 0 && !by.is_empty() => format!("{name} (sudo: {by})"),
+        _ => name,
+    }
 }
 
 /// Opens the store. Only commands that add something (`create`) may create a missing
