@@ -294,18 +294,29 @@ pub enum CliError {
     Refused(String),
     /// Bad usage or configuration: exit 2.
     Usage(String),
+    /// A refusal whose result the command has already printed (explain, dns-check): exit 1.
+    Reported(String),
 }
 
 impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Refused(_) => 1,
+            CliError::Refused(_) | CliError::Reported(_) => 1,
             CliError::Usage(_) => 2,
         }
     }
     pub fn message(&self) -> &str {
         match self {
-            CliError::Refused(m) | CliError::Usage(m) => m,
+            CliError::Refused(m) | CliError::Usage(m) | CliError::Reported(m) => m,
+        }
+    }
+
+    /// With --json, the error as the one JSON document on stdout (unless the command has
+    /// printed its own).
+    pub fn json(&self) -> Option<Value> {
+        match self {
+            CliError::Reported(_) => None,
+            other => Some(json!({"error": other.message(), "exit_code": other.exit_code()})),
         }
     }
 }
@@ -655,7 +666,7 @@ fn dns_check(cfg: &Config, json: bool, domain: &str) -> CliResult {
         )
     });
     if report.failed() {
-        Err(CliError::Refused(format!(
+        Err(CliError::Reported(format!(
             "{d}: some DNS checks fail (see the table)"
         )))
     } else {
@@ -766,7 +777,7 @@ fn explain(cfg: &Config, json: bool, args: &ExplainArgs) -> CliResult {
                    "rules": [{"rule": rule, "explanation": explanation}]}),
             || format!("decision: refuse\nreply:    {reply}\nrule:     {rule}: {explanation}"),
         );
-        Err(CliError::Refused(format!(
+        Err(CliError::Reported(format!(
             "{explanation}: Postfix would answer {reply}"
         )))
     };
@@ -851,7 +862,7 @@ fn explain(cfg: &Config, json: bool, args: &ExplainArgs) -> CliResult {
     if decision.is_accept() {
         Ok(())
     } else {
-        Err(CliError::Refused(format!("Postfix would answer {reply}")))
+        Err(CliError::Reported(format!("Postfix would answer {reply}")))
     }
 }
 

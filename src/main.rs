@@ -13,6 +13,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("postwarden: {}", e.message());
+            if let (true, Some(doc)) = (cli.json, e.json()) {
+                println!("{doc:#}");
+            }
             ExitCode::from(e.exit_code() as u8)
         }
     }

@@ -1181,3 +1181,27 @@ fn a_store_root_creates_in_the_daemons_directory_belongs_to_the_daemon() {
         }
     }
 }
+
+#[test]
+fn json_errors_are_one_document_on_stdout_too() {
+    let pw = Pw::new();
+    pw.ok(&["org", "add", "acme"]);
+    let out = pw.run(&["org", "add", "acme", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("a JSON document on stdout");
+    assert_eq!(v["exit_code"], 1);
+    assert!(v["error"].as_str().unwrap().contains("already exists"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    // A refusal that explain reports itself is not printed twice.
+    let out = pw.run(&[
+        "explain",
+        "--login",
+        "nobody",
+        "--sender",
+        "a@acme.example",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("exactly one JSON document");
+    assert_eq!(v["decision"], "refuse");
+}
