@@ -647,6 +647,11 @@ fn dkim_cmd(cfg: &Config, json: bool, cmd: &DkimCmd) -> CliResult {
 fn dns_check(cfg: &Config, json: bool, domain: &str) -> CliResult {
     let d = domain_arg(domain)?;
     let store = open_store(cfg, false)?;
+    if !store.domain_list(None)?.iter().any(|x| x.name == d) {
+        return Err(CliError::Refused(format!(
+            "domain {d} is not registered: add it with `postwarden domain add {d} --org NAME` first"
+        )));
+    }
     let keys = store.dkim_list(Some(&d))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -991,7 +996,12 @@ fn account(cfg: &Config, json: bool, cmd: &AccountCmd) -> CliResult {
             let k: AccountKind = (*kind).into();
             store.account_add(&a.to_string(), &a.domain, k)?;
             emit(json, json!({"address": a.to_string(), "kind": k}), || {
-                format!("account {a} added ({})", k.as_str())
+                let readable = format!("{}@{}", a.local, display_domain(&a.domain));
+                if readable == a.to_string() {
+                    format!("account {a} added ({})", k.as_str())
+                } else {
+                    format!("account {readable} ({a}) added ({})", k.as_str())
+                }
             });
         }
         AccountCmd::List { org } => {

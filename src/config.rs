@@ -534,7 +534,30 @@ impl<'de> Deserialize<'de> for HumanDuration {
 
 impl Serialize for HumanDuration {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(self.0).to_string())
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    /// The largest whole unit, as an administrator writes it ("90days", "15min", "500ms"),
+    /// rather than humantime's calendar split ("2months 29days 2h 52m 48s").
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        for (unit, size) in [
+            ("days", 86_400_000),
+            ("h", 3_600_000),
+            ("min", 60_000),
+            ("s", 1_000),
+        ] {
+            if ms > 0 && ms.is_multiple_of(size) {
+                return write!(f, "{}{unit}", ms / size);
+            }
+        }
+        if self.0.subsec_nanos().is_multiple_of(1_000_000) {
+            write!(f, "{ms}ms")
+        } else {
+            write!(f, "{}", humantime::format_duration(self.0))
+        }
     }
 }
 
@@ -811,6 +834,23 @@ mod tests {
         );
         let e = err("[dns]\ntimeout = \"1min\"\n");
         assert!(e.contains("dns.timeout"), "{e}");
+    }
+
+    #[test]
+    fn durations_print_in_whole_units() {
+        for (text, shown) in [
+            ("90days", "90days"),
+            ("15min", "15min"),
+            ("500ms", "500ms"),
+            ("2h", "2h"),
+            ("0s", "0ms"),
+            ("36h", "36h"),
+            ("1day 1h", "25h"),
+        ] {
+            let d = HumanDuration(humantime::parse_duration(text).unwrap());
+            assert_eq!(d.to_string(), shown, "{text}");
+            assert_eq!(humantime::parse_duration(&d.to_string()).unwrap(), d.0);
+        }
     }
 
     #[test]

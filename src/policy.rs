@@ -199,10 +199,34 @@ impl Decision {
     }
 }
 
+/// Text from the message fit for an SMTP reply line: printable ASCII only, at most
+/// `max` characters (a reply line has room for 980).
+fn reply_safe(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .take(max)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if s.chars().count() > max {
+        out.push_str("...");
+    }
+    out
+}
+
 fn reject(role: Role, rule: Rule) -> Decision {
     let text = match &rule {
         Rule::InvalidAddress { input } => {
-            format!("{} {input:?} is not a valid address", role.noun())
+            format!(
+                "{} \"{}\" is not a valid address",
+                role.noun(),
+                reply_safe(input, 100)
+            )
         }
         Rule::DomainNotOwned { address, domain } => format!(
             "{} <{address}> rejected: {} is not a sending domain of your organization; \
@@ -369,3 +393,33 @@ pub fn judge_message(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod reply_tests {
+    use super::*;
+
+    #[test]
+    fn reply_text_from_odd_input_stays_short_and_ascii() {
+        let long = format!("{}@x", "a".repeat(3000));
+        let r = match judge_address(
+            &Facts {
+                organization: "o".into(),
+                sender_check: SenderCheck::Account,
+                domains: vec![],
+                accounts: vec![],
+            },
+            Role::HeaderFrom,
+            &long,
+        ) {
+            Err(Decision::Reject(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        assert!(r.text.len() < 200, "{}", r.text);
+        assert!(
+            r.text.ends_with("...\" is not a valid address"),
+            "{}",
+            r.text
+        );
+        assert_eq!(reply_safe("bad\u{7}ü\r\n", 10), "bad????");
+    }
+}

@@ -260,6 +260,11 @@ fn run(argv: &[String]) -> Result<String, String> {
     );
     if out.status.success() {
         Ok(text)
+    } else if text.trim().is_empty() {
+        Err(format!(
+            "{} failed without output (Postfix may log the reason to its maillog_file or syslog)",
+            shell_line(argv)
+        ))
     } else {
         Err(format!("{} failed: {}", shell_line(argv), text.trim()))
     }
