@@ -108,8 +108,15 @@ pub enum DkimCmd {
         #[arg(long)]
         domain: Option<String>,
     },
-    /// Start signing with a key; an active key of the same algorithm is retired.
-    Activate { domain: String, selector: String },
+    /// Start signing with a key; an active key of the same algorithm is retired. Refused
+    /// while the key's DNS record is not published (checked through [dns]), unless --force.
+    Activate {
+        domain: String,
+        selector: String,
+        /// Activate even if the record cannot be found or checked.
+        #[arg(long)]
+        force: bool,
+    },
     /// Stop signing with a key (keep its DNS record published until mail signed with it
     /// has been delivered).
     Retire { domain: String, selector: String },
@@ -613,8 +620,38 @@ fn dkim_cmd(cfg: &Config, json: bool, cmd: &DkimCmd) -> CliResult {
                 )
             });
         }
-        DkimCmd::Activate { domain, selector } => {
+        DkimCmd::Activate {
+            domain,
+            selector,
+            force,
+        } => {
             let d = domain_arg(domain)?;
+            // Signing with a key receivers cannot find makes DKIM fail for every message:
+            // check the record first.
+            if !force {
+                let key = store
+                    .dkim_list(Some(&d))?
+                    .into_iter()
+                    .find(|k| &k.selector == selector)
+                    .ok_or_else(|| {
+                        CliError::Refused(format!(
+                            "domain {d} has no DKIM key with selector {selector}"
+                        ))
+                    })?;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| CliError::Refused(format!("cannot start the runtime: {e}")))?;
+                let check = runtime
+                    .block_on(crate::dnscheck::check_one_key(cfg, &d, &key))
+                    .map_err(CliError::Refused)?;
+                if check.status != crate::dnscheck::Status::Pass {
+                    return Err(CliError::Refused(format!(
+                        "not activated: {}; publish the record (postwarden dkim list shows it), or use --force",
+                        check.detail
+                    )));
+                }
+            }
             let retired = store.dkim_activate(&d, selector)?;
             emit(
                 json,

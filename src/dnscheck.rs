@@ -99,6 +99,57 @@ fn spf_fix(domain: &str, addrs: &[IpAddr]) -> String {
     format!("publish TXT {domain} \"v=spf1 {mechs} -all\"")
 }
 
+/// Whether the DKIM record of one stored key is published and matches it.
+async fn check_key(auth: &MessageAuthenticator, domain: &str, k: &DkimKeyInfo) -> Check {
+    let name = format!("{}._domainkey.{domain}", k.selector);
+    let check = |status, detail: String| Check {
+        check: format!("dkim {} ({}, {})", k.selector, k.algorithm, k.state),
+        status,
+        detail,
+    };
+    let algorithm: Algorithm = match k.algorithm.parse() {
+        Ok(a) => a,
+        Err(e) => return check(Status::Fail, format!("{e}")),
+    };
+    let expected = dkim::dns_record(domain, &k.selector, algorithm, &k.public_key);
+    // A missing record matters for a key that signs; a pending one should be published
+    // before activation; a retired one may already be gone.
+    let missing = if k.state == "active" {
+        Status::Fail
+    } else {
+        Status::Warn
+    };
+    match txt(auth, &name).await {
+        Err(e) => check(Status::Fail, e),
+        Ok(records) if records.is_empty() => check(
+            missing,
+            format!("no record at {name}: publish {}", expected.zone_line()),
+        ),
+        Ok(records)
+            if records
+                .iter()
+                .any(|r| dkim::record_matches(r, algorithm, &k.public_key)) =>
+        {
+            check(Status::Pass, format!("{name} matches the stored key"))
+        }
+        Ok(_) => check(
+            Status::Fail,
+            format!(
+                "{name} does not match the stored key: publish {}",
+                expected.zone_line()
+            ),
+        ),
+    }
+}
+
+/// The DKIM check of one key through the configured resolver (for `dkim activate`).
+pub async fn check_one_key(cfg: &Config, domain: &str, key: &DkimKeyInfo) -> Result<Check, String> {
+    let nameservers: Vec<std::net::SocketAddr> = cfg.dns.nameservers.iter().map(|n| n.0).collect();
+    let authenticator =
+        Authenticator::new(&nameservers, cfg.dns.timeout.0).map_err(|e| e.to_string())?;
+    Ok(check_key(authenticator.message_authenticator(), domain, key).await)
+}
+
 /// Runs the checks for `domain` with the keys stored for it.
 pub async fn check(cfg: &Config, domain: &str, keys: &[DkimKeyInfo]) -> Result<Report, String> {
     let nameservers: Vec<std::net::SocketAddr> = cfg.dns.nameservers.iter().map(|n| n.0).collect();
@@ -199,51 +250,8 @@ pub async fn check(cfg: &Config, domain: &str, keys: &[DkimKeyInfo]) -> Result<R
         );
     }
     for k in keys {
-        let name = format!("{}._domainkey.{domain}", k.selector);
-        let check = format!("dkim {} ({}, {})", k.selector, k.algorithm, k.state);
-        let algorithm: Algorithm = match k.algorithm.parse() {
-            Ok(a) => a,
-            Err(e) => {
-                report.push(check, Status::Fail, format!("{e}"));
-                continue;
-            }
-        };
-        let expected = dkim::dns_record(domain, &k.selector, algorithm, &k.public_key);
-        // A missing record matters for a key that signs; a pending one should be published
-        // before activation; a retired one may already be gone.
-        let missing = match k.state.as_str() {
-            "active" => Status::Fail,
-            _ => Status::Warn,
-        };
-        match txt(auth, &name).await {
-            Err(e) => report.push(check, Status::Fail, e),
-            Ok(records) if records.is_empty() => report.push(
-                check,
-                missing,
-                format!("no record at {name}: publish {}", expected.zone_line()),
-            ),
-            Ok(records) => {
-                if records
-                    .iter()
-                    .any(|r| dkim::record_matches(r, algorithm, &k.public_key))
-                {
-                    report.push(
-                        check,
-                        Status::Pass,
-                        format!("{name} matches the stored key"),
-                    );
-                } else {
-                    report.push(
-                        check,
-                        Status::Fail,
-                        format!(
-                            "{name} does not match the stored key: publish {}",
-                            expected.zone_line()
-                        ),
-                    );
-                }
-            }
-        }
+        let c = check_key(auth, domain, k).await;
+        report.checks.push(c);
     }
 
     // DMARC

@@ -1079,8 +1079,29 @@ fn dkim_keygen_list_activate_retire() {
     let err = pw.fails(1, &["dkim", "keygen", "ghost.example"]);
     assert!(err.contains("not registered"), "{err}");
     // Rotation.
+    // Nothing publishes acme.example's keys here: activation is refused unless forced.
+    let cfg = pw.dir.path().join("nodns.toml");
+    write(
+        &cfg,
+        "[dns]\nnameservers = [\"127.0.0.1:9\"]\ntimeout = \"100ms\"\n",
+    );
+    let err = pw.fails(
+        1,
+        &[
+            "dkim",
+            "activate",
+            "acme.example",
+            "e1",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("not activated") && err.contains("--force"),
+        "{err}"
+    );
     assert_eq!(
-        pw.json(&["dkim", "activate", "acme.example", "e1"])["retired"],
+        pw.json(&["dkim", "activate", "acme.example", "e1", "--force"])["retired"],
         Value::Null
     );
     let v = pw.json(&[
@@ -1094,7 +1115,7 @@ fn dkim_keygen_list_activate_retire() {
     ]);
     assert_eq!(v["state"], "pending");
     assert_eq!(
-        pw.json(&["dkim", "activate", "acme.example", "e2"])["retired"],
+        pw.json(&["dkim", "activate", "acme.example", "e2", "--force"])["retired"],
         "e1"
     );
     pw.ok(&["dkim", "retire", "acme.example", "e2"]);

@@ -447,6 +447,14 @@ fn dns_check_reports_published_records_and_dns_failure() {
     ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["dns_name"], "next._domainkey.acme.example");
+    // Not published: activation is refused, naming the record to publish.
+    let out = gw.daemon.cli(&["dkim", "activate", "acme.example", "next"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not activated: no record at next._domainkey.acme.example"),
+        "{err}"
+    );
     let out = gw.daemon.cli(&["dns-check", "acme.example", "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let status = |check: &str| {
@@ -462,6 +470,10 @@ fn dns_check_reports_published_records_and_dns_failure() {
     assert_eq!(status("dkim next").as_deref(), Some("warn"), "{report}");
     assert_eq!(status("dmarc").as_deref(), Some("pass"), "{report}");
     assert_eq!(out.status.code(), Some(0), "{report}");
+    // Published and matching: the CLI activates it after checking.
+    gw.daemon.cli_ok(&["dkim", "retire", "acme.example", "pwr"]);
+    gw.daemon
+        .cli_ok(&["dkim", "activate", "acme.example", "pwr"]);
     // A domain with nothing published fails, with the fixes.
     gw.daemon
         .cli_ok(&["domain", "add", "bare.example", "--org", "acme"]);
