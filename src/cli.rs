@@ -282,8 +282,8 @@ pub struct LogArgs {
     /// List the senders accepted in `domain` mode that are not registered accounts yet.
     #[arg(long, conflicts_with_all = ["kind", "login", "sender", "since"])]
     pub discovered: bool,
-    /// With --discovered: only this organization's.
-    #[arg(long, requires = "discovered")]
+    /// Only this organization's events (or discovered senders).
+    #[arg(long)]
     pub org: Option<String>,
 }
 
@@ -585,6 +585,11 @@ fn dkim_cmd(cfg: &Config, json: bool, cmd: &DkimCmd) -> CliResult {
         }
         DkimCmd::List { domain } => {
             let d = domain.as_deref().map(domain_arg).transpose()?;
+            if let Some(d) = &d {
+                if !store.domain_list(None)?.iter().any(|x| &x.name == d) {
+                    return Err(CliError::Refused(format!("domain {d} is not registered")));
+                }
+            }
             let keys = store.dkim_list(d.as_deref())?;
             let value: Vec<Value> = keys
                 .iter()
@@ -1190,6 +1195,7 @@ fn log(cfg: &Config, json: bool, args: &LogArgs) -> CliResult {
             KindFilter::Admin => EventKind::Admin,
         }),
         login: args.login.clone(),
+        org: args.org.clone(),
         sender,
         since,
         limit: (args.limit > 0).then_some(args.limit),

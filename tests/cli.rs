@@ -1226,3 +1226,50 @@ fn json_errors_are_one_document_on_stdout_too() {
     let v: Value = serde_json::from_slice(&out.stdout).expect("exactly one JSON document");
     assert_eq!(v["decision"], "refuse");
 }
+
+#[test]
+fn log_by_org_unknown_dkim_domain_and_permission_errors() {
+    let pw = Pw::new();
+    pw.acme();
+    pw.ok(&["org", "add", "other"]);
+    assert_eq!(
+        pw.json(&["log", "--org", "acme"]).as_array().unwrap().len(),
+        3
+    );
+    assert_eq!(
+        pw.json(&["log", "--org", "OTHER"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let err = pw.fails(1, &["dkim", "list", "--domain", "nosuch.example"]);
+    assert!(
+        err.contains("domain nosuch.example is not registered"),
+        "{err}"
+    );
+    // Another user cannot read the store: the message says why.
+    if std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(1)
+        == 0
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(pw.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(pw.data(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_postwarden"))
+            .args(["org", "list"])
+            .env("POSTWARDEN_CONFIG", "/dev/null")
+            .env("POSTWARDEN_DATA_DIR", pw.data())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("permission denied: run as root or as the store's owner"),
+            "{err}"
+        );
+    }
+}

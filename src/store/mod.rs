@@ -274,6 +274,7 @@ impl Event {
 pub struct EventFilter {
     pub kind: Option<EventKind>,
     pub login: Option<String>,
+    pub org: Option<String>,
     pub sender: Option<String>,
     pub since: Option<i64>,
     pub limit: Option<u32>,
@@ -295,6 +296,13 @@ fn fault(path: &Path, e: rusqlite::Error) -> StoreError {
             ) =>
         {
             "database is locked by another process (busy timeout expired)".to_string()
+        }
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::CannotOpen
+                && std::fs::File::open(path)
+                    .is_err_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied) =>
+        {
+            "permission denied: run as root or as the store's owner".to_string()
         }
         other => other.to_string(),
     };
@@ -1187,6 +1195,7 @@ impl Store {
                    SELECT id, time, kind, outcome, login, org, client_ip, sender, header_from, rcpt_count, queue_id, reason
                    FROM event
                    WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR login = ?2)
+                     AND (?6 IS NULL OR org = ?6 COLLATE NOCASE)
                      AND (?3 IS NULL OR sender = ?3 OR header_from LIKE '%' || ?3 || '%')
                      AND (?4 IS NULL OR time >= ?4)
                    ORDER BY id DESC LIMIT ?5
@@ -1196,8 +1205,9 @@ impl Store {
                     filter.login,
                     filter.sender,
                     filter.since,
-                    limit
-                ],
+                    limit,
+                filter.org
+            ],
             |r| {
                 Ok(Event {
                         id: r.get(0)?,
