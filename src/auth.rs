@@ -141,7 +141,7 @@ impl AuthService {
         password: &str,
         ip: Option<&str>,
     ) -> Result<Checked, StoreError> {
-        let mut store = Store::open_existing(&cfg.store_path(), cfg.store.busy_timeout.0)?;
+        let mut store = Store::open_configured(cfg)?;
         let record = store.login_record(login)?;
         let hash = record.as_ref().map_or(dummy, |r| r.hash.as_str());
         verifications.fetch_add(1, Ordering::Relaxed);

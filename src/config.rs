@@ -433,6 +433,11 @@ impl Config {
         Ok(())
     }
 
+    /// `max_message_mib` in bytes.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_mib as usize * 1024 * 1024
+    }
+
     /// The database path, resolved against the data directory.
     pub fn store_path(&self) -> PathBuf {
         self.data_dir.join(&self.store.path)

@@ -144,17 +144,13 @@ async fn check_key(auth: &MessageAuthenticator, domain: &str, k: &DkimKeyInfo) -
 
 /// The DKIM check of one key through the configured resolver (for `dkim activate`).
 pub async fn check_one_key(cfg: &Config, domain: &str, key: &DkimKeyInfo) -> Result<Check, String> {
-    let nameservers: Vec<std::net::SocketAddr> = cfg.dns.nameservers.iter().map(|n| n.0).collect();
-    let authenticator =
-        Authenticator::new(&nameservers, cfg.dns.timeout.0).map_err(|e| e.to_string())?;
+    let authenticator = Authenticator::from_config(cfg).map_err(|e| e.to_string())?;
     Ok(check_key(authenticator.message_authenticator(), domain, key).await)
 }
 
 /// Runs the checks for `domain` with the keys stored for it.
 pub async fn check(cfg: &Config, domain: &str, keys: &[DkimKeyInfo]) -> Result<Report, String> {
-    let nameservers: Vec<std::net::SocketAddr> = cfg.dns.nameservers.iter().map(|n| n.0).collect();
-    let authenticator =
-        Authenticator::new(&nameservers, cfg.dns.timeout.0).map_err(|e| e.to_string())?;
+    let authenticator = Authenticator::from_config(cfg).map_err(|e| e.to_string())?;
     let auth = authenticator.message_authenticator();
     let mut report = Report {
         domain: domain.to_string(),

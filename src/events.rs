@@ -114,8 +114,7 @@ impl EventSink {
         if pending.is_empty() {
             return;
         }
-        let result = Store::open_existing(&self.cfg.store_path(), self.cfg.store.busy_timeout.0)
-            .and_then(|mut s| s.record_events(&pending));
+        let result = Store::open_configured(&self.cfg).and_then(|mut s| s.record_events(&pending));
         if let Err(e) = result {
             let mut b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
             // Keep order: what failed now goes before anything queued meanwhile.

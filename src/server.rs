@@ -31,9 +31,7 @@ fn prune(cfg: &Config) {
         return;
     }
     let before = store::now() - retention.as_secs() as i64;
-    match Store::open_existing(&cfg.store_path(), cfg.store.busy_timeout.0)
-        .and_then(|mut s| s.prune_events(before))
-    {
+    match Store::open_configured(cfg).and_then(|mut s| s.prune_events(before)) {
         Ok(0) => {}
         Ok(n) => info!(removed = n, "old events removed"),
         Err(e) => warn!(error = %e, "event pruning failed"),

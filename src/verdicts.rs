@@ -130,6 +130,12 @@ impl Authenticator {
         })
     }
 
+    /// An evaluator for the configured `[dns]` nameservers and timeout.
+    pub fn from_config(cfg: &crate::config::Config) -> Result<Self, VerdictsError> {
+        let nameservers: Vec<SocketAddr> = cfg.dns.nameservers.iter().map(|n| n.0).collect();
+        Self::new(&nameservers, cfg.dns.timeout.0)
+    }
+
     /// Sets the overall time budget of one [`evaluate`](Self::evaluate) call (at least
     /// the per-query timeout). Checks still running when it is spent become `temperror`.
     pub fn with_budget(mut self, budget: Duration) -> Self {

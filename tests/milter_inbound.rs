@@ -4,10 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "common/milter.rs"]
+mod milter_rt;
+
 use indymilter_test::{EomAction, Status, TestConnection};
-use postwarden::config::{Config, ListenAddr};
+use postwarden::config::Config;
 use postwarden::milter;
-use postwarden::server::Listener;
 use postwarden::store::{EventFilter, EventKind, Store};
 
 const AUTHSERV: &str = "mx.inbound.test";
@@ -16,6 +18,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
     cfg: Arc<Config>,
     addr: std::net::SocketAddr,
+    _stop: tokio::sync::watch::Sender<bool>,
 }
 
 async fn start(extra: &str) -> Fixture {
@@ -31,29 +34,14 @@ async fn start(extra: &str) -> Fixture {
     .unwrap();
     drop(Store::open(&cfg.store_path(), Duration::from_secs(1), "t").unwrap());
     let cfg = Arc::new(cfg);
-    let listener = Listener::bind(
-        &ListenAddr::Inet("127.0.0.1:0".parse().unwrap()),
-        cfg.sockets.mode,
-        "",
-    )
-    .await
-    .unwrap();
-    let ListenAddr::Inet(addr) = listener.local_addr() else {
-        unreachable!()
-    };
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
-    std::mem::forget(_stop);
     let events = postwarden::events::EventSink::new(Arc::clone(&cfg));
     let m = milter::inbound::InboundMilter::new(Arc::clone(&cfg), events).unwrap();
-    tokio::spawn(milter::serve(
-        listener,
-        milter::inbound::callbacks(m),
-        stopped,
-    ));
+    let (addr, stop) = milter_rt::spawn(milter::inbound::callbacks(m)).await;
     Fixture {
         _dir: dir,
         cfg,
         addr,
+        _stop: stop,
     }
 }
 

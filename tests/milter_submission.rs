@@ -3,10 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "common/milter.rs"]
+mod milter_rt;
+
 use indymilter_test::{MacroStage, ProtoOpts, Status, TestConnection};
-use postwarden::config::{Config, ListenAddr};
+use postwarden::config::Config;
 use postwarden::milter;
-use postwarden::server::Listener;
 use postwarden::store::{AccountKind, EventFilter, EventKind, SenderCheck, Store};
 
 struct Fixture {
@@ -54,22 +56,11 @@ async fn start() -> Fixture {
         .unwrap();
     store.credential_revoke("acme-old").unwrap();
     let cfg = Arc::new(cfg);
-    let listener = Listener::bind(
-        &ListenAddr::Inet("127.0.0.1:0".parse().unwrap()),
-        cfg.sockets.mode,
-        "",
-    )
-    .await
-    .unwrap();
-    let ListenAddr::Inet(addr) = listener.local_addr() else {
-        unreachable!()
-    };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     let callbacks = milter::submission::callbacks(milter::submission::SubmissionMilter::new(
         Arc::clone(&cfg),
         postwarden::events::EventSink::new(Arc::clone(&cfg)),
     ));
-    tokio::spawn(milter::serve(listener, callbacks, stopped));
+    let (addr, stop) = milter_rt::spawn(callbacks).await;
     Fixture {
         dir,
         cfg,
@@ -388,28 +379,12 @@ async fn store_faults_are_tempfails_never_accepts() {
         "t",
     )
     .unwrap();
-    let listener = Listener::bind(
-        &ListenAddr::Inet("127.0.0.1:0".parse().unwrap()),
-        cfg_short.sockets.mode,
-        "",
-    )
-    .await
-    .unwrap();
-    let ListenAddr::Inet(addr) = listener.local_addr() else {
-        unreachable!()
-    };
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(milter::serve(
-        listener,
-        milter::submission::callbacks({
-            let c = Arc::new(cfg_short);
-            milter::submission::SubmissionMilter::new(
-                Arc::clone(&c),
-                postwarden::events::EventSink::new(c),
-            )
-        }),
-        stopped,
+    let c = Arc::new(cfg_short);
+    let callbacks = milter::submission::callbacks(milter::submission::SubmissionMilter::new(
+        Arc::clone(&c),
+        postwarden::events::EventSink::new(c),
     ));
+    let (addr, _stop) = milter_rt::spawn(callbacks).await;
     let mut c2 = TestConnection::open(addr).await.unwrap();
     c2.connect("client.example", ([192, 0, 2, 8], 40000))
         .await

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use indymilter::{
     Callbacks, Context, ContextActions, EomContext, MacroStage, NegotiateContext, ProtoOpts,
-    SetErrorReply, SocketInfo, Status,
+    SocketInfo, Status,
 };
 use tracing::{info, warn};
 
@@ -17,7 +17,7 @@ use crate::events::EventSink;
 use crate::store::{Event, EventKind};
 use crate::verdicts::{self, Authenticator, Disposition, Verdicts};
 
-use super::{macro_value, MessageBuffer};
+use super::{macro_value, reply, MessageBuffer};
 
 const AR: &str = "Authentication-Results";
 
@@ -65,17 +65,6 @@ pub fn authserv_id(cfg: &Config) -> String {
     }
 }
 
-fn reply(reply: &mut indymilter::SmtpReply, code: &str, xcode: &str, text: &str) -> Status {
-    if let Err(e) = reply.set_error_reply(code, Some(xcode), [text]) {
-        warn!(error = %e, "could not set the SMTP reply; using the default");
-    }
-    if code.starts_with('4') {
-        Status::Tempfail
-    } else {
-        Status::Reject
-    }
-}
-
 /// What to do with a message, from its verdicts and the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -117,13 +106,10 @@ pub fn action(cfg: &Config, v: &Verdicts) -> Action {
 
 impl InboundMilter {
     pub fn new(cfg: Arc<Config>, events: Arc<EventSink>) -> anyhow::Result<Arc<Self>> {
-        let nameservers: Vec<std::net::SocketAddr> =
-            cfg.dns.nameservers.iter().map(|n| n.0).collect();
-        let authenticator =
-            Authenticator::new(&nameservers, cfg.dns.timeout.0)?.with_hostname(hostname());
+        let authenticator = Authenticator::from_config(&cfg)?.with_hostname(hostname());
         Ok(Arc::new(InboundMilter {
             authserv_id: authserv_id(&cfg),
-            max_message: cfg.max_message_mib as usize * 1024 * 1024,
+            max_message: cfg.max_message_bytes(),
             cfg,
             authenticator,
             events,

@@ -66,6 +66,25 @@ impl MessageBuffer {
     }
 }
 
+/// Sets the SMTP reply `code xcode text` and returns the matching status (4xx: tempfail,
+/// 5xx: reject).
+pub fn reply(
+    reply: &mut indymilter::SmtpReply,
+    code: &str,
+    xcode: &str,
+    text: &str,
+) -> indymilter::Status {
+    use indymilter::SetErrorReply;
+    if let Err(e) = reply.set_error_reply(code, Some(xcode), [text]) {
+        tracing::warn!(error = %e, "could not set the SMTP reply; using the default");
+    }
+    if code.starts_with('4') {
+        indymilter::Status::Tempfail
+    } else {
+        indymilter::Status::Reject
+    }
+}
+
 /// A macro's value, if Postfix sent it and it is not empty.
 pub fn macro_value(macros: &indymilter::Macros, name: &str) -> Option<String> {
     let name = CString::new(name).ok()?;

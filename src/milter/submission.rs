@@ -6,8 +6,8 @@ use std::ffi::CString;
 use std::sync::Arc;
 
 use indymilter::{
-    Callbacks, Context, ContextActions, EomContext, MacroStage, NegotiateContext, SetErrorReply,
-    SocketInfo, Status,
+    Callbacks, Context, ContextActions, EomContext, MacroStage, NegotiateContext, SocketInfo,
+    Status,
 };
 use tracing::{info, warn};
 
@@ -18,7 +18,7 @@ use crate::events::EventSink;
 use crate::policy::{self, Decision, Facts, Rejection};
 use crate::store::{Event, EventKind, Store, StoreError};
 
-use super::{macro_value, MessageBuffer};
+use super::{macro_value, reply, MessageBuffer};
 
 /// Per-connection state (one SMTP session; several messages).
 #[derive(Debug, Default)]
@@ -70,7 +70,7 @@ impl SubmissionMilter {
     ) -> Result<Outcome, StoreError> {
         let cfg = Arc::clone(&self.cfg);
         tokio::task::spawn_blocking(move || {
-            let store = Store::open_existing(&cfg.store_path(), cfg.store.busy_timeout.0)?;
+            let store = Store::open_configured(&cfg)?;
             // Facts are looked up by normalised address; invalid ones are refused by the policy.
             let normalized: Vec<String> = addresses
                 .iter()
@@ -112,25 +112,13 @@ impl SubmissionMilter {
         if let (Some(org), false) = (m.organization.clone(), discovered.is_empty()) {
             let cfg = Arc::clone(&self.cfg);
             let result = tokio::task::spawn_blocking(move || {
-                Store::open_existing(&cfg.store_path(), cfg.store.busy_timeout.0)
+                Store::open_configured(&cfg)
                     .and_then(|mut s| s.record_discovered(&org, &discovered))
             })
             .await;
             if !matches!(result, Ok(Ok(()))) {
                 warn!("discovered senders not recorded");
             }
-        }
-    }
-
-    /// Replies with `code xcode text` and the matching status.
-    fn reply(reply: &mut indymilter::SmtpReply, code: &str, xcode: &str, text: &str) -> Status {
-        if let Err(e) = reply.set_error_reply(code, Some(xcode), [text]) {
-            warn!(error = %e, "could not set the SMTP reply; using the default");
-        }
-        if code.starts_with('4') {
-            Status::Tempfail
-        } else {
-            Status::Reject
         }
     }
 
@@ -149,7 +137,7 @@ impl SubmissionMilter {
             vec![],
         )
         .await;
-        Self::reply(&mut cx.reply, r.code, r.xcode, &r.text)
+        reply(&mut cx.reply, r.code, r.xcode, &r.text)
     }
 
     async fn tempfail(&self, cx: &mut Context<Session>, e: &StoreError) -> Status {
@@ -157,7 +145,7 @@ impl SubmissionMilter {
         warn!(error = %e, login = session.message.login.as_deref().unwrap_or(""), "store fault: temporary failure");
         self.record(session, "tempfail", "fault".into(), vec![])
             .await;
-        Self::reply(
+        reply(
             &mut cx.reply,
             "451",
             "4.3.0",
@@ -168,7 +156,7 @@ impl SubmissionMilter {
     async fn login_refused(&self, cx: &mut Context<Session>, why: &str) -> Status {
         let session = cx.data.get_or_insert_with(Session::default);
         self.record(session, "reject", why.into(), vec![]).await;
-        Self::reply(&mut cx.reply, "530", "5.7.0", "Authentication required")
+        reply(&mut cx.reply, "530", "5.7.0", "Authentication required")
     }
 
     async fn on_mail(&self, cx: &mut Context<Session>, args: Vec<CString>) -> Status {
@@ -271,8 +259,7 @@ impl SubmissionMilter {
         let cfg = Arc::clone(&self.cfg);
         let d = domain.clone();
         let keys = tokio::task::spawn_blocking(move || {
-            Store::open_existing(&cfg.store_path(), cfg.store.busy_timeout.0)
-                .and_then(|s| s.dkim_signing_keys(&d))
+            Store::open_configured(&cfg).and_then(|s| s.dkim_signing_keys(&d))
         })
         .await
         .map_err(|e| e.to_string())?
@@ -332,7 +319,7 @@ impl SubmissionMilter {
             // Never judged (no end-of-headers stage reached us): refuse rather than pass unchecked.
             _ => {
                 warn!("end of message without a header decision: temporary failure");
-                return Self::reply(
+                return reply(
                     &mut cx.reply,
                     "451",
                     "4.3.0",
@@ -347,7 +334,7 @@ impl SubmissionMilter {
                 let session = cx.data.get_or_insert_with(Session::default);
                 self.record(session, "tempfail", format!("dkim: {e}"), vec![])
                     .await;
-                return Self::reply(
+                return reply(
                     &mut cx.reply,
                     "451",
                     "4.3.0",
@@ -373,7 +360,7 @@ const MAX_FROM_FIELDS: usize = 16;
 
 /// The indymilter callbacks of the submission milter.
 pub fn callbacks(milter: Arc<SubmissionMilter>) -> Callbacks<Session> {
-    let max_body = milter.cfg.max_message_mib as usize * 1024 * 1024;
+    let max_body = milter.cfg.max_message_bytes();
     let (m1, m2, m3) = (
         Arc::clone(&milter),
         Arc::clone(&milter),

@@ -355,6 +355,12 @@ impl Store {
         Ok(store)
     }
 
+    /// `open_existing` on the configured store with the configured busy timeout: how the
+    /// daemon opens it for each request.
+    pub fn open_configured(cfg: &crate::config::Config) -> Result<Store> {
+        Store::open_existing(&cfg.store_path(), cfg.store.busy_timeout.0)
+    }
+
     fn open_with(
         path: &Path,
         flags: OpenFlags,
@@ -532,14 +538,14 @@ impl Store {
                  FROM organization o ORDER BY o.name",
             [],
             |r| {
-            Ok(Organization {
-                name: r.get(0)?,
-                sender_check: sql_enum(SenderCheck::parse, r.get(1)?)?,
-                created: r.get(2)?,
-                domains: r.get(3)?,
-                accounts: r.get(4)?,
-                credentials: r.get(5)?,
-            })
+                Ok(Organization {
+                    name: r.get(0)?,
+                    sender_check: sql_enum(SenderCheck::parse, r.get(1)?)?,
+                    created: r.get(2)?,
+                    domains: r.get(3)?,
+                    accounts: r.get(4)?,
+                    credentials: r.get(5)?,
+                })
             },
         )
     }
@@ -742,14 +748,14 @@ impl Store {
                  WHERE ?1 IS NULL OR o.name = ?1 ORDER BY o.name, a.address",
             [org],
             |r| {
-            Ok(Account {
-                address: r.get(0)?,
-                kind: sql_enum(AccountKind::parse, r.get(1)?)?,
-                domain: r.get(2)?,
-                organization: r.get(3)?,
-                domain_active: r.get(4)?,
-                created: r.get(5)?,
-            })
+                Ok(Account {
+                    address: r.get(0)?,
+                    kind: sql_enum(AccountKind::parse, r.get(1)?)?,
+                    domain: r.get(2)?,
+                    organization: r.get(3)?,
+                    domain_active: r.get(4)?,
+                    created: r.get(5)?,
+                })
             },
         )
     }
@@ -1056,16 +1062,16 @@ impl Store {
                  WHERE ?1 IS NULL OR d.name = ?1 ORDER BY d.name, k.created, k.selector",
             [domain],
             |r| {
-            Ok(DkimKeyInfo {
-                domain: r.get(0)?,
-                selector: r.get(1)?,
-                algorithm: r.get(2)?,
-                public_key: r.get(3)?,
-                state: r.get(4)?,
-                created: r.get(5)?,
-                activated: r.get(6)?,
-                retired: r.get(7)?,
-            })
+                Ok(DkimKeyInfo {
+                    domain: r.get(0)?,
+                    selector: r.get(1)?,
+                    algorithm: r.get(2)?,
+                    public_key: r.get(3)?,
+                    state: r.get(4)?,
+                    created: r.get(5)?,
+                    activated: r.get(6)?,
+                    retired: r.get(7)?,
+                })
             },
         )
     }
