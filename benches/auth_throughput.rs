@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use postwarden::auth::AuthService;
 use postwarden::config::{Config, ListenAddr};
-use postwarden::credential;
+use postwarden::daemon::{serve_auth, Listener};
 use postwarden::events::EventSink;
-use postwarden::server::{serve_auth, Listener};
-use postwarden::store::{SenderCheck, Store};
+use postwarden::login::credential;
+use postwarden::login::AuthService;
+use postwarden::model::SenderCheck;
+use postwarden::store::{prelude::*, sqlite::SqliteStore as Store, Pool};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const LOGINS: usize = 400;
@@ -69,8 +70,14 @@ fn main() {
         let listener = Listener::bind(&ListenAddr::Unix(socket.clone()), cfg.sockets.mode, "")
             .await
             .unwrap();
-        let service =
-            Arc::new(AuthService::new(Arc::clone(&cfg), EventSink::new(Arc::clone(&cfg))).unwrap());
+        let service = Arc::new(
+            AuthService::new(
+                Arc::clone(&cfg),
+                Pool::new(&cfg),
+                EventSink::new(Pool::new(&cfg)),
+            )
+            .unwrap(),
+        );
         tokio::spawn(serve_auth(listener, service));
         let token =
             base64::engine::general_purpose::STANDARD.encode(format!("\0bench-user\0{password}"));

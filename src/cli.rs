@@ -10,10 +10,9 @@ use serde_json::{json, Value};
 
 use crate::address::{display_domain, normalize_address, normalize_domain};
 use crate::config::Config;
-use crate::credential;
-use crate::store::{
-    self, format_time, AccountKind, EventFilter, EventKind, SenderCheck, Store, StoreError,
-};
+use crate::login::credential;
+use crate::model::{format_time, now, AccountKind, EventFilter, EventKind, SenderCheck};
+use crate::store::{self, prelude::*, StoreError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -413,21 +412,18 @@ fn actor() -> String {
 /// Opens the store. Only commands that add something (`create`) may create a missing
 /// one, and say so: a read, or a command run with the wrong --config or --data-dir, must
 /// never leave an empty store behind for the daemon to answer "unknown user" from.
-fn open_store(cfg: &Config, create: bool) -> Result<Store, CliError> {
-    let path = cfg.store_path();
-    let exists = path.exists();
-    if !exists && !create {
-        return Err(CliError::Refused(format!(
-            "no store at {}: check --config / --data-dir, or create it with `postwarden init`",
-            path.display()
-        )));
+fn open_store(cfg: &Config, create: bool) -> Result<Box<dyn Store>, CliError> {
+    if create {
+        ensure_data_dir(&cfg.data_dir)?;
     }
-    ensure_data_dir(&cfg.data_dir)?;
-    let store = Store::open(&path, cfg.store.busy_timeout.0, &actor())?;
-    if !exists {
-        eprintln!("postwarden: created a new store at {}", path.display());
+    let opened = store::open(cfg, &actor(), create)?;
+    if opened.created {
+        eprintln!(
+            "postwarden: created a new store at {}",
+            opened.store.location()
+        );
     }
-    Ok(store)
+    Ok(opened.store)
 }
 
 fn emit(json: bool, value: Value, text: impl FnOnce() -> String) {
@@ -493,11 +489,11 @@ pub fn admin(cli: &Cli) -> CliResult {
             let version = store.schema_version()?;
             emit(
                 json,
-                json!({"store": store.path(), "schema_version": version}),
+                json!({"store": store.location(), "schema_version": version}),
                 || {
                     format!(
                         "store {} ready (schema version {version})",
-                        store.path().display()
+                        store.location()
                     )
                 },
             );
@@ -562,7 +558,7 @@ fn dkim_cmd(cfg: &Config, json: bool, cmd: &DkimCmd) -> CliResult {
             store.dkim_add(
                 &d,
                 &selector,
-                alg.as_str(),
+                alg,
                 &pair.private_pkcs8_der,
                 &pair.public_key_b64,
             )?;
@@ -594,7 +590,7 @@ fn dkim_cmd(cfg: &Config, json: bool, cmd: &DkimCmd) -> CliResult {
             let value: Vec<Value> = keys
                 .iter()
                 .map(|k| {
-                    let rec = dkim::dns_record(&k.domain, &k.selector, k.algorithm.parse().unwrap_or(dkim::Algorithm::Rsa), &k.public_key);
+                    let rec = dkim::dns_record(&k.domain, &k.selector, k.algorithm, &k.public_key);
                     json!({"domain": k.domain, "selector": k.selector, "algorithm": k.algorithm, "state": k.state,
                            "created": k.created, "activated": k.activated, "retired": k.retired,
                            "dns_name": rec.name, "dns_value": rec.value})
@@ -615,8 +611,8 @@ fn dkim_cmd(cfg: &Config, json: bool, cmd: &DkimCmd) -> CliResult {
                             vec![
                                 domain_text(&k.domain),
                                 k.selector.clone(),
-                                k.algorithm.clone(),
-                                k.state.clone(),
+                                k.algorithm.to_string(),
+                                k.state.to_string(),
                                 format_time(k.created),
                                 format!("{}._domainkey.{}", k.selector, k.domain),
                             ]
@@ -799,9 +795,10 @@ fn discovered(cfg: &Config, json: bool, args: &LogArgs) -> CliResult {
 
 /// `postwarden explain`: the submission milter's decision on the live store, and why.
 fn explain(cfg: &Config, json: bool, args: &ExplainArgs) -> CliResult {
-    use crate::policy::{self, Decision};
+    use crate::model::{Decision, Rule};
+    use crate::sender::{self, Subject, Verdict};
     let store = open_store(cfg, false)?;
-    let envelope = policy::envelope_address(&args.sender).map(str::to_string);
+    let envelope = sender::envelope_address(&args.sender).map(str::to_string);
     // Each --header-from is read exactly as the milter reads the From field's content (a bare
     // address, "Name <addr>", a group, ...): a value without an address adds none.
     let from_field: Vec<String> = args
@@ -809,11 +806,16 @@ fn explain(cfg: &Config, json: bool, args: &ExplainArgs) -> CliResult {
         .iter()
         .flat_map(|v| crate::address::header_addresses(v.as_bytes()))
         .collect();
-    let addresses: Vec<String> = envelope
-        .iter()
-        .chain(from_field.iter())
-        .filter_map(|a| normalize_address(a).ok().map(|a| a.to_string()))
-        .collect();
+    let from_fields = [from_field];
+    // The milter's own decision: the envelope alone, or the whole message.
+    let subject = if args.header_from.is_empty() {
+        Subject::Envelope(envelope.as_deref())
+    } else {
+        Subject::Message {
+            envelope: envelope.as_deref(),
+            from_fields: &from_fields,
+        }
+    };
     // A login that cannot authenticate never reaches the milter: Postfix answers AUTH with
     // 535 (a session that authenticated before a revocation gets 530 at MAIL).
     let refuse_login = |rule: &str, explanation: String, org: Option<&str>| -> CliResult {
@@ -828,8 +830,8 @@ fn explain(cfg: &Config, json: bool, args: &ExplainArgs) -> CliResult {
             "{explanation}: Postfix would answer {reply}"
         )))
     };
-    let (facts, revoked) = match store.sender_facts(&args.login, &addresses)? {
-        None => {
+    let (facts, decision) = match sender::decide(&*store, &args.login, subject)? {
+        Verdict::UnknownLogin => {
             return refuse_login(
                 "unknown_login",
                 format!(
@@ -839,22 +841,17 @@ fn explain(cfg: &Config, json: bool, args: &ExplainArgs) -> CliResult {
                 None,
             )
         }
-        Some(x) => x,
-    };
-    if revoked {
-        return refuse_login(
-            "revoked_credential",
-            format!(
-                "credential {} is revoked: create a new one with `postwarden credential new --org {} --label LABEL`",
-                args.login, facts.organization
-            ),
-            Some(&facts.organization),
-        );
-    }
-    let decision = if args.header_from.is_empty() {
-        policy::judge_envelope(&facts, envelope.as_deref())
-    } else {
-        policy::judge_message(&facts, envelope.as_deref(), &[from_field])
+        Verdict::RevokedLogin { organization } => {
+            return refuse_login(
+                "revoked_credential",
+                format!(
+                    "credential {} is revoked: create a new one with `postwarden credential new --org {organization} --label LABEL`",
+                    args.login
+                ),
+                Some(&organization),
+            )
+        }
+        Verdict::Decided { facts, decision } => (facts, decision),
     };
     let (word, reply) = match &decision {
         Decision::Accept { .. } => ("accept", "250 (Postfix accepts the message)".to_string()),
@@ -866,9 +863,9 @@ fn explain(cfg: &Config, json: bool, args: &ExplainArgs) -> CliResult {
     };
     // The administrator may see what the SMTP client must not: who owns a foreign domain.
     let domains = store.domain_list(None)?;
-    let explain_rule = |r: &policy::Rule| {
+    let explain_rule = |r: &Rule| {
         let mut text = r.explanation(&facts.organization);
-        if let policy::Rule::DomainNotOwned { domain, .. } = r {
+        if let Rule::DomainNotOwned { domain, .. } = r {
             match domains.iter().find(|d| &d.name == domain) {
                 Some(d) => text.push_str(&format!(
                     " (it is registered to organization {})",
@@ -1180,7 +1177,7 @@ fn quote_field(v: &str) -> String {
 
 fn log(cfg: &Config, json: bool, args: &LogArgs) -> CliResult {
     let since = match &args.since {
-        Some(s) => Some(parse_since(s, store::now()).map_err(CliError::Usage)?),
+        Some(s) => Some(parse_since(s, now()).map_err(CliError::Usage)?),
         None => None,
     };
     let sender = args.sender.as_ref().map(|s| {

@@ -13,13 +13,11 @@
 //! * the Ed25519 public key in DNS is the raw 32-byte key, base64 (RFC 8463 section 4.2).
 
 use std::fmt;
-use std::str::FromStr;
 
 use mail_auth::common::crypto::{DkimKey, Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::generate::DkimKeyPair;
 use mail_auth::dkim::{Canonicalization, DkimSigner};
-use serde::{Deserialize, Serialize};
 
 /// Size of generated RSA keys, in bits.
 pub const RSA_BITS: usize = 2048;
@@ -46,47 +44,8 @@ pub const SIGNED_HEADERS: &[&str] = &[
     "Sender",
 ];
 
-/// A DKIM key algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Algorithm {
-    /// RSA (2048-bit keys generated here), signatures `a=rsa-sha256`.
-    Rsa,
-    /// Ed25519 (RFC 8463), signatures `a=ed25519-sha256`.
-    Ed25519,
-}
-
-impl Algorithm {
-    /// The `k=` tag value of the DNS record: `rsa` or `ed25519`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Algorithm::Rsa => "rsa",
-            Algorithm::Ed25519 => "ed25519",
-        }
-    }
-}
-
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Algorithm {
-    type Err = DkimError;
-
-    /// Parses `rsa` or `ed25519` (case-insensitive, surrounding whitespace ignored).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t = s.trim();
-        if t.eq_ignore_ascii_case("rsa") {
-            Ok(Algorithm::Rsa)
-        } else if t.eq_ignore_ascii_case("ed25519") {
-            Ok(Algorithm::Ed25519)
-        } else {
-            Err(DkimError::UnknownAlgorithm(s.to_string()))
-        }
-    }
-}
+pub use crate::model::DkimAlgorithm as Algorithm;
+pub use crate::model::SigningKey;
 
 /// Errors from key handling and signing, worded for an administrator.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -380,30 +339,6 @@ fn parse_tags(txt: &str) -> Option<Vec<(String, String)>> {
         tags.push((tag.to_string(), value));
     }
     Some(tags)
-}
-
-/// A key to sign with.
-#[derive(Clone)]
-pub struct SigningKey {
-    /// Signing domain (d=), e.g. `acme.example`.
-    pub domain: String,
-    /// Selector (s=); the public key is at `selector._domainkey.domain`.
-    pub selector: String,
-    /// Key algorithm.
-    pub algorithm: Algorithm,
-    /// Private key, PKCS#8 DER (RSA keys may also be PKCS#1 DER).
-    pub private_pkcs8_der: Vec<u8>,
-}
-
-impl fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("domain", &self.domain)
-            .field("selector", &self.selector)
-            .field("algorithm", &self.algorithm)
-            .field("private_pkcs8_der", &"<redacted>")
-            .finish()
-    }
 }
 
 /// Signs `message` (a complete RFC 5322 message, headers and body, CRLF or LF line

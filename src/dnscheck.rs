@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::dkim::{self, Algorithm};
-use crate::store::DkimKeyInfo;
+use crate::model::{DkimKeyInfo, DkimKeyState};
 use crate::verdicts::Authenticator;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -107,14 +107,11 @@ async fn check_key(auth: &MessageAuthenticator, domain: &str, k: &DkimKeyInfo) -
         status,
         detail,
     };
-    let algorithm: Algorithm = match k.algorithm.parse() {
-        Ok(a) => a,
-        Err(e) => return check(Status::Fail, format!("{e}")),
-    };
+    let algorithm: Algorithm = k.algorithm;
     let expected = dkim::dns_record(domain, &k.selector, algorithm, &k.public_key);
     // A missing record matters for a key that signs; a pending one should be published
     // before activation; a retired one may already be gone.
-    let missing = if k.state == "active" {
+    let missing = if k.state == DkimKeyState::Active {
         Status::Fail
     } else {
         Status::Warn

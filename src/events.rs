@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use crate::config::Config;
-use crate::store::{Event, Store};
+use crate::model::Event;
+use crate::store::Pool;
 
 /// Events kept while the store cannot take them; the oldest go first past this.
 const MAX_BACKLOG: usize = 10_000;
@@ -25,17 +25,17 @@ enum Job {
 }
 
 pub struct EventSink {
-    cfg: Arc<Config>,
+    store: Arc<Pool>,
     backlog: Mutex<VecDeque<Event>>,
     jobs: Mutex<mpsc::Sender<Job>>,
 }
 
 impl EventSink {
     /// A sink with its writer thread (which ends when the sink is dropped).
-    pub fn new(cfg: Arc<Config>) -> Arc<EventSink> {
+    pub fn new(store: Arc<Pool>) -> Arc<EventSink> {
         let (tx, rx) = mpsc::channel::<Job>();
         let sink = Arc::new(EventSink {
-            cfg,
+            store,
             backlog: Mutex::new(VecDeque::new()),
             jobs: Mutex::new(tx),
         });
@@ -114,7 +114,7 @@ impl EventSink {
         if pending.is_empty() {
             return;
         }
-        let result = Store::open_configured(&self.cfg).and_then(|mut s| s.record_events(&pending));
+        let result = self.store.with(|s| s.record_events(&pending));
         if let Err(e) = result {
             let mut b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
             // Keep order: what failed now goes before anything queued meanwhile.
@@ -136,7 +136,10 @@ impl EventSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{EventFilter, EventKind};
+    use crate::config::Config;
+    use crate::model::{EventFilter, EventKind};
+    use crate::store::prelude::*;
+    use crate::store::sqlite::SqliteStore as Store;
     use std::time::Duration;
 
     #[test]
@@ -150,7 +153,7 @@ mod tests {
             .unwrap(),
         );
         drop(Store::open(&cfg.store_path(), Duration::from_secs(1), "t").unwrap());
-        let sink = EventSink::new(Arc::clone(&cfg));
+        let sink = EventSink::new(Pool::new(&cfg));
         let aside = dir.path().join("aside.db");
         std::fs::rename(cfg.store_path(), &aside).unwrap();
         for outcome in ["first", "second"] {
@@ -185,7 +188,7 @@ mod tests {
             .unwrap(),
         );
         drop(Store::open(&cfg.store_path(), Duration::from_secs(1), "t").unwrap());
-        let sink = EventSink::new(Arc::clone(&cfg));
+        let sink = EventSink::new(Pool::new(&cfg));
         for i in 0..200 {
             sink.spawn_write(Event::new(EventKind::Auth, &i.to_string()));
         }

@@ -1,18 +1,27 @@
 //! postwarden: the decisions behind an authenticated-submission Postfix gateway.
+//!
+//! A map, by concern (DESIGN.md has the full table):
+//! - `model`: the shared vocabulary, no I/O;
+//! - `sender`: who may send as whom (the rule, and the one decision every front end calls);
+//! - `login`: is this login good (credentials, the verifier behind the auth socket, throttling);
+//! - `store`: the store interface and its backends (the only SQL);
+//! - `milter`: the submission and inbound milters (callbacks and session state);
+//! - `verdicts`, `dnscheck`, `dkim`: SPF/DKIM/DMARC and signing;
+//! - `events`: the daemon's event writer;
+//! - `daemon`: listeners, socket activation, `run`;
+//! - `cli`: the admin commands; `config`: the configuration.
 
 pub mod address;
-pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod credential;
+pub mod daemon;
 pub mod dkim;
 pub mod dnscheck;
 pub mod events;
+pub mod login;
 pub mod milter;
-pub mod policy;
+pub mod model;
 pub mod postfix_setup;
-pub mod server;
+pub mod sender;
 pub mod store;
-pub mod systemd;
-pub mod throttle;
 pub mod verdicts;

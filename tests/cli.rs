@@ -666,7 +666,10 @@ fn a_live_socket_is_never_taken_over() {
 fn init_creates_and_migrates_the_store() {
     let pw = Pw::new();
     let v = pw.json(&["init"]);
-    assert_eq!(v["schema_version"], postwarden::store::MIGRATIONS.len());
+    assert_eq!(
+        v["schema_version"],
+        postwarden::store::sqlite::MIGRATIONS.len()
+    );
     assert!(pw.data().join("postwarden.db").exists());
     // Idempotent.
     assert_eq!(pw.json(&["init"])["schema_version"], v["schema_version"]);

@@ -14,6 +14,7 @@ use std::time::Duration;
 use common::*;
 use dns::{DnsServer, Record};
 use postwarden::dkim::{self, Algorithm};
+use postwarden::store::Keys as _;
 
 const AUTHSERV: &str = "mx.postwarden.test";
 
@@ -318,7 +319,7 @@ fn submitted_mail_is_dkim_signed_and_verifies_independently() {
     );
 
     // The keys published in DNS, stored and activated: both an RSA and an Ed25519 signature.
-    let mut store = postwarden::store::Store::open(
+    let mut store = postwarden::store::sqlite::SqliteStore::open(
         &gw.daemon.data.join("postwarden.db"),
         Duration::from_secs(2),
         "test",
@@ -328,7 +329,7 @@ fn submitted_mail_is_dkim_signed_and_verifies_independently() {
         .dkim_add(
             "acme.example",
             "pwr",
-            "rsa",
+            Algorithm::Rsa,
             &w.keys.acme_rsa.private_pkcs8_der,
             &w.keys.acme_rsa.public_key_b64,
         )
@@ -337,7 +338,7 @@ fn submitted_mail_is_dkim_signed_and_verifies_independently() {
         .dkim_add(
             "acme.example",
             "pwe",
-            "ed25519",
+            Algorithm::Ed25519,
             &w.keys.acme_ed.private_pkcs8_der,
             &w.keys.acme_ed.public_key_b64,
         )
@@ -418,7 +419,7 @@ fn dns_check_reports_published_records_and_dns_failure() {
     let mut w = world("dns.outbound_addresses = [\"127.0.0.1\"]\n");
     let gw = &w.gw;
     gw.acme();
-    let mut store = postwarden::store::Store::open(
+    let mut store = postwarden::store::sqlite::SqliteStore::open(
         &gw.daemon.data.join("postwarden.db"),
         Duration::from_secs(2),
         "test",
@@ -428,7 +429,7 @@ fn dns_check_reports_published_records_and_dns_failure() {
         .dkim_add(
             "acme.example",
             "pwr",
-            "rsa",
+            Algorithm::Rsa,
             &w.keys.acme_rsa.private_pkcs8_der,
             &w.keys.acme_rsa.public_key_b64,
         )

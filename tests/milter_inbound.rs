@@ -10,7 +10,8 @@ mod milter_rt;
 use indymilter_test::{EomAction, Status, TestConnection};
 use postwarden::config::Config;
 use postwarden::milter;
-use postwarden::store::{EventFilter, EventKind, Store};
+use postwarden::model::{EventFilter, EventKind};
+use postwarden::store::{prelude::*, sqlite::SqliteStore as Store, Pool};
 
 const AUTHSERV: &str = "mx.inbound.test";
 
@@ -34,7 +35,7 @@ async fn start(extra: &str) -> Fixture {
     .unwrap();
     drop(Store::open(&cfg.store_path(), Duration::from_secs(1), "t").unwrap());
     let cfg = Arc::new(cfg);
-    let events = postwarden::events::EventSink::new(Arc::clone(&cfg));
+    let events = postwarden::events::EventSink::new(Pool::new(&cfg));
     let m = milter::inbound::InboundMilter::new(Arc::clone(&cfg), events).unwrap();
     let (addr, stop) = milter_rt::spawn(milter::inbound::callbacks(m)).await;
     Fixture {
@@ -65,7 +66,7 @@ async fn session(f: &Fixture) -> TestConnection {
     c
 }
 
-fn mail_events(f: &Fixture) -> Vec<postwarden::store::Event> {
+fn mail_events(f: &Fixture) -> Vec<postwarden::model::Event> {
     let s = Store::open_existing(&f.cfg.store_path(), Duration::from_secs(1)).unwrap();
     s.events(&EventFilter {
         kind: Some(EventKind::Mail),

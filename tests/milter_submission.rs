@@ -9,7 +9,8 @@ mod milter_rt;
 use indymilter_test::{MacroStage, ProtoOpts, Status, TestConnection};
 use postwarden::config::Config;
 use postwarden::milter;
-use postwarden::store::{AccountKind, EventFilter, EventKind, SenderCheck, Store};
+use postwarden::model::{AccountKind, EventFilter, EventKind, SenderCheck};
+use postwarden::store::{prelude::*, sqlite::SqliteStore as Store, Pool};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -58,7 +59,8 @@ async fn start() -> Fixture {
     let cfg = Arc::new(cfg);
     let callbacks = milter::submission::callbacks(milter::submission::SubmissionMilter::new(
         Arc::clone(&cfg),
-        postwarden::events::EventSink::new(Arc::clone(&cfg)),
+        Pool::new(&cfg),
+        postwarden::events::EventSink::new(Pool::new(&cfg)),
     ));
     let (addr, stop) = milter_rt::spawn(callbacks).await;
     Fixture {
@@ -85,7 +87,7 @@ impl Fixture {
         Store::open_existing(&self.cfg.store_path(), Duration::from_secs(1)).unwrap()
     }
 
-    fn mail_events(&self) -> Vec<postwarden::store::Event> {
+    fn mail_events(&self) -> Vec<postwarden::model::Event> {
         self.store()
             .events(&EventFilter {
                 kind: Some(EventKind::Mail),
@@ -382,7 +384,8 @@ async fn store_faults_are_tempfails_never_accepts() {
     let c = Arc::new(cfg_short);
     let callbacks = milter::submission::callbacks(milter::submission::SubmissionMilter::new(
         Arc::clone(&c),
-        postwarden::events::EventSink::new(c),
+        Pool::new(&c),
+        postwarden::events::EventSink::new(Pool::new(&c)),
     ));
     let (addr, _stop) = milter_rt::spawn(callbacks).await;
     let mut c2 = TestConnection::open(addr).await.unwrap();

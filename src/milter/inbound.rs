@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, DmarcQuarantineAction, DmarcRejectAction, DnsFailureAction};
 use crate::events::EventSink;
-use crate::store::{Event, EventKind};
+use crate::model::{Event, EventKind};
 use crate::verdicts::{self, Authenticator, Disposition, Verdicts};
 
 use super::{macro_value, reply, MessageBuffer};
@@ -283,7 +283,7 @@ pub fn callbacks(milter: Arc<InboundMilter>) -> Callbacks<Session> {
                     .first()
                     .map(|a| a.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let from = crate::policy::envelope_address(&from)
+                let from = crate::sender::envelope_address(&from)
                     .unwrap_or("")
                     .to_string();
                 s.message = Message {

@@ -8,7 +8,7 @@ use std::ffi::CString;
 use tokio::sync::watch;
 use tracing::error;
 
-use crate::server::Listener;
+use crate::daemon::Listener;
 
 /// A message's header fields and body as the milter receives them, bounded in size.
 #[derive(Debug, Default)]

@@ -1,6 +1,7 @@
 //! The submission milter: the login (`{auth_authen}`) must own the envelope sender (judged
 //! at MAIL) and every header From address (judged at end of headers). Session state and
-//! indymilter callbacks only; the decision is `policy`, the facts come from the store.
+//! indymilter callbacks only: the decision is `sender::decide`, the event is the
+//! `sender::Transaction`'s, the signature is `dkim::sign`'s.
 
 use std::ffi::CString;
 use std::sync::Arc;
@@ -15,8 +16,9 @@ use crate::address::{header_addresses, normalize_address};
 use crate::config::Config;
 use crate::dkim;
 use crate::events::EventSink;
-use crate::policy::{self, Decision, Facts, Rejection};
-use crate::store::{Event, EventKind, Store, StoreError};
+use crate::model::{Decision, Rejection};
+use crate::sender::{self, Subject, Transaction, Verdict};
+use crate::store::{Pool, StoreError};
 
 use super::{macro_value, reply, MessageBuffer};
 
@@ -30,14 +32,8 @@ pub struct Session {
 /// Per-message state, reset at MAIL and on abort.
 #[derive(Debug, Default)]
 struct Message {
-    login: Option<String>,
-    organization: Option<String>,
-    /// The MAIL FROM address; `None` for the null sender.
-    envelope: Option<String>,
-    queue_id: Option<String>,
-    rcpts: i64,
-    /// The addresses of each From header field, in order.
-    from_fields: Vec<Vec<String>>,
+    /// What the event records: login, organization, envelope, From fields, ...
+    tx: Transaction,
     /// The accepting decision reached at end of headers, recorded at end of message.
     accepted: Option<Decision>,
     /// Header fields and body, for DKIM signing.
@@ -46,50 +42,37 @@ struct Message {
 
 pub struct SubmissionMilter {
     cfg: Arc<Config>,
+    store: Arc<Pool>,
     events: Arc<EventSink>,
 }
 
-/// What the store said for one decision.
-enum Outcome {
-    Decided(Box<Facts>, Decision),
-    UnknownLogin,
-    RevokedLogin,
-}
-
 impl SubmissionMilter {
-    pub fn new(cfg: Arc<Config>, events: Arc<EventSink>) -> Arc<Self> {
-        Arc::new(SubmissionMilter { cfg, events })
+    pub fn new(cfg: Arc<Config>, store: Arc<Pool>, events: Arc<EventSink>) -> Arc<Self> {
+        Arc::new(SubmissionMilter { cfg, store, events })
     }
 
-    /// Loads the facts for `login` and the addresses, and runs `decide` on them (blocking pool).
-    async fn judge(
-        &self,
-        login: String,
-        addresses: Vec<String>,
-        decide: impl FnOnce(&Facts) -> Decision + Send + 'static,
-    ) -> Result<Outcome, StoreError> {
-        let cfg = Arc::clone(&self.cfg);
-        tokio::task::spawn_blocking(move || {
-            let store = Store::open_configured(&cfg)?;
-            // Facts are looked up by normalised address; invalid ones are refused by the policy.
-            let normalized: Vec<String> = addresses
-                .iter()
-                .filter_map(|a| normalize_address(a).ok().map(|a| a.to_string()))
-                .collect();
-            Ok(match store.sender_facts(&login, &normalized)? {
-                None => Outcome::UnknownLogin,
-                Some((_, true)) => Outcome::RevokedLogin,
-                Some((facts, false)) => {
-                    let d = decide(&facts);
-                    Outcome::Decided(Box::new(facts), d)
-                }
+    /// Runs the sender decision for `login` on the message as it stands: its envelope
+    /// sender alone at MAIL (`whole` false), everything at end of headers.
+    async fn judge(&self, m: &Message, whole: bool) -> Result<Verdict, StoreError> {
+        let login = m.tx.login.clone().unwrap_or_default();
+        let envelope = m.tx.envelope.clone();
+        let fields = m.tx.from_fields.clone();
+        self.store
+            .run(move |store| {
+                let subject = if whole {
+                    Subject::Message {
+                        envelope: envelope.as_deref(),
+                        from_fields: &fields,
+                    }
+                } else {
+                    Subject::Envelope(envelope.as_deref())
+                };
+                sender::decide(store, &login, subject)
             })
-        })
-        .await
-        .map_err(|e| StoreError::Fault(format!("decision task failed: {e}")))?
+            .await
     }
 
-    /// Appends the `mail` event (and the discovered senders) on the blocking pool.
+    /// Appends the `mail` event (and the discovered senders).
     async fn record(
         &self,
         session: &Session,
@@ -97,26 +80,14 @@ impl SubmissionMilter {
         reason: String,
         discovered: Vec<String>,
     ) {
-        let m = &session.message;
-        let mut ev = Event::new(EventKind::Mail, outcome);
-        ev.login = m.login.clone();
-        ev.org = m.organization.clone();
-        ev.client_ip = session.client_ip.clone();
-        ev.sender = Some(m.envelope.clone().unwrap_or_else(|| "<>".into()));
-        let from: Vec<String> = m.from_fields.iter().flatten().cloned().collect();
-        ev.header_from = (!from.is_empty()).then(|| from.join(", "));
-        ev.rcpt_count = Some(m.rcpts);
-        ev.queue_id = m.queue_id.clone();
-        ev.reason = Some(reason);
-        self.events.write(ev).await;
-        if let (Some(org), false) = (m.organization.clone(), discovered.is_empty()) {
-            let cfg = Arc::clone(&self.cfg);
-            let result = tokio::task::spawn_blocking(move || {
-                Store::open_configured(&cfg)
-                    .and_then(|mut s| s.record_discovered(&org, &discovered))
-            })
-            .await;
-            if !matches!(result, Ok(Ok(()))) {
+        let tx = &session.message.tx;
+        self.events.write(tx.event(outcome, reason)).await;
+        if let (Some(org), false) = (tx.organization.clone(), discovered.is_empty()) {
+            let result = self
+                .store
+                .run(move |s| s.record_discovered(&org, &discovered))
+                .await;
+            if result.is_err() {
                 warn!("discovered senders not recorded");
             }
         }
@@ -125,8 +96,8 @@ impl SubmissionMilter {
     async fn refuse(&self, cx: &mut Context<Session>, r: &Rejection) -> Status {
         let session = cx.data.get_or_insert_with(Session::default);
         info!(
-            login = session.message.login.as_deref().unwrap_or(""),
-            queue_id = session.message.queue_id.as_deref().unwrap_or(""),
+            login = session.message.tx.login.as_deref().unwrap_or(""),
+            queue_id = session.message.tx.queue_id.as_deref().unwrap_or(""),
             reply = %r,
             "message refused"
         );
@@ -142,7 +113,7 @@ impl SubmissionMilter {
 
     async fn tempfail(&self, cx: &mut Context<Session>, e: &StoreError) -> Status {
         let session = cx.data.get_or_insert_with(Session::default);
-        warn!(error = %e, login = session.message.login.as_deref().unwrap_or(""), "store fault: temporary failure");
+        warn!(error = %e, login = session.message.tx.login.as_deref().unwrap_or(""), "store fault: temporary failure");
         self.record(session, "tempfail", "fault".into(), vec![])
             .await;
         reply(
@@ -166,72 +137,62 @@ impl SubmissionMilter {
         let envelope = args
             .first()
             .map(|a| a.to_string_lossy().into_owned())
-            .and_then(|a| policy::envelope_address(&a).map(str::to_string));
+            .and_then(|a| sender::envelope_address(&a).map(str::to_string));
         session.message = Message {
-            login: login.clone(),
-            envelope: envelope.clone(),
-            queue_id,
+            tx: Transaction {
+                login,
+                client_ip: session.client_ip.clone(),
+                envelope,
+                queue_id,
+                ..Transaction::default()
+            },
             ..Message::default()
         };
-        let Some(login) = login else {
+        if session.message.tx.login.is_none() {
             return self.login_refused(cx, "no_auth").await;
-        };
-        let addresses = envelope.iter().cloned().collect();
-        let env = envelope.clone();
-        match self
-            .judge(login, addresses, move |f| {
-                policy::judge_envelope(f, env.as_deref())
-            })
-            .await
-        {
-            Err(e) => self.tempfail(cx, &e).await,
-            Ok(Outcome::UnknownLogin) => self.login_refused(cx, "unknown_login").await,
-            Ok(Outcome::RevokedLogin) => self.login_refused(cx, "revoked_login").await,
-            Ok(Outcome::Decided(facts, decision)) => {
-                cx.data
-                    .get_or_insert_with(Session::default)
-                    .message
-                    .organization = Some(facts.organization.clone());
-                match decision {
-                    Decision::Reject(r) => self.refuse(cx, &r).await,
-                    _ => Status::Continue,
-                }
-            }
         }
+        let verdict = self.judge(&session.message, false).await;
+        self.on_verdict(cx, verdict, false).await
     }
 
     async fn on_eoh(&self, cx: &mut Context<Session>) -> Status {
         let queue_id = macro_value(&cx.macros, "i");
         let session = cx.data.get_or_insert_with(Session::default);
         if queue_id.is_some() {
-            session.message.queue_id = queue_id;
+            session.message.tx.queue_id = queue_id;
         }
-        let m = &session.message;
-        let Some(login) = m.login.clone() else {
+        if session.message.tx.login.is_none() {
             return self.login_refused(cx, "no_auth").await;
+        }
+        let verdict = self.judge(&session.message, true).await;
+        self.on_verdict(cx, verdict, true).await
+    }
+
+    /// Answers a verdict: a refusal is replied and recorded; an accepted message (at end
+    /// of headers, `whole`) waits for the end of message to be signed and recorded.
+    async fn on_verdict(
+        &self,
+        cx: &mut Context<Session>,
+        verdict: Result<Verdict, StoreError>,
+        whole: bool,
+    ) -> Status {
+        let verdict = match verdict {
+            Ok(v) => v,
+            Err(e) => return self.tempfail(cx, &e).await,
         };
-        let envelope = m.envelope.clone();
-        let fields = m.from_fields.clone();
-        let addresses = envelope
-            .iter()
-            .chain(fields.iter().flatten())
-            .cloned()
-            .collect();
-        match self
-            .judge(login, addresses, move |f| {
-                policy::judge_message(f, envelope.as_deref(), &fields)
-            })
-            .await
-        {
-            Err(e) => self.tempfail(cx, &e).await,
-            Ok(Outcome::UnknownLogin) => self.login_refused(cx, "unknown_login").await,
-            Ok(Outcome::RevokedLogin) => self.login_refused(cx, "revoked_login").await,
-            Ok(Outcome::Decided(_, Decision::Reject(r))) => self.refuse(cx, &r).await,
-            Ok(Outcome::Decided(_, accepted)) => {
-                cx.data
-                    .get_or_insert_with(Session::default)
-                    .message
-                    .accepted = Some(accepted);
+        let message = &mut cx.data.get_or_insert_with(Session::default).message;
+        match verdict {
+            Verdict::UnknownLogin => self.login_refused(cx, "unknown_login").await,
+            Verdict::RevokedLogin { .. } => self.login_refused(cx, "revoked_login").await,
+            Verdict::Decided {
+                decision: Decision::Reject(r),
+                ..
+            } => self.refuse(cx, &r).await,
+            Verdict::Decided { facts, decision } => {
+                message.tx.organization = Some(facts.organization);
+                if whole {
+                    message.accepted = Some(decision);
+                }
                 Status::Continue
             }
         }
@@ -242,12 +203,12 @@ impl SubmissionMilter {
     async fn sign(&self, cx: &mut EomContext<Session>) -> Result<String, String> {
         let session = cx.data.get_or_insert_with(Session::default);
         let m = &session.message;
-        let Some(domain) = m
-            .from_fields
-            .iter()
-            .flatten()
-            .find_map(|a| normalize_address(a).ok())
-            .map(|a| a.domain)
+        let Some(domain) =
+            m.tx.from_fields
+                .iter()
+                .flatten()
+                .find_map(|a| normalize_address(a).ok())
+                .map(|a| a.domain)
         else {
             return Ok("dkim: unsigned (no From domain)".into());
         };
@@ -256,33 +217,18 @@ impl SubmissionMilter {
                 "message larger than max_message_mib; not signed for {domain}"
             ));
         }
-        let cfg = Arc::clone(&self.cfg);
         let d = domain.clone();
-        let keys = tokio::task::spawn_blocking(move || {
-            Store::open_configured(&cfg).and_then(|s| s.dkim_signing_keys(&d))
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        let keys = self
+            .store
+            .run(move |s| s.dkim_signing_keys(&d))
+            .await
+            .map_err(|e| e.to_string())?;
         if keys.is_empty() {
             return Ok(format!("dkim: unsigned (no active key for {domain})"));
         }
-        let signing: Vec<dkim::SigningKey> = keys
-            .iter()
-            .map(|k| {
-                Ok(dkim::SigningKey {
-                    domain: k.domain.clone(),
-                    selector: k.selector.clone(),
-                    algorithm: k
-                        .algorithm
-                        .parse()
-                        .map_err(|e: dkim::DkimError| e.to_string())?,
-                    private_pkcs8_der: k.private_key.clone(),
-                })
-            })
-            .collect::<Result<_, String>>()?;
+        let selectors: Vec<String> = keys.iter().map(|k| k.selector.clone()).collect();
         let raw = m.buffer.raw();
-        let headers = tokio::task::spawn_blocking(move || dkim::sign(&raw, &signing))
+        let headers = tokio::task::spawn_blocking(move || dkim::sign(&raw, &keys))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
@@ -295,7 +241,6 @@ impl SubmissionMilter {
                     .map_err(|e| e.to_string())?;
             }
         }
-        let selectors: Vec<&str> = keys.iter().map(|k| k.selector.as_str()).collect();
         Ok(format!("dkim: signed d={domain} s={}", selectors.join(",")))
     }
 
@@ -304,6 +249,7 @@ impl SubmissionMilter {
             cx.data
                 .get_or_insert_with(Session::default)
                 .message
+                .tx
                 .queue_id = Some(qid);
         }
         let session = cx.data.get_or_insert_with(Session::default);
@@ -345,8 +291,8 @@ impl SubmissionMilter {
         let reason = format!("{reason}; {signed}");
         let session = cx.data.get_or_insert_with(Session::default);
         info!(
-            login = session.message.login.as_deref().unwrap_or(""),
-            queue_id = session.message.queue_id.as_deref().unwrap_or(""),
+            login = session.message.tx.login.as_deref().unwrap_or(""),
+            queue_id = session.message.tx.queue_id.as_deref().unwrap_or(""),
             outcome,
             "message accepted"
         );
@@ -400,7 +346,11 @@ pub fn callbacks(milter: Arc<SubmissionMilter>) -> Callbacks<Session> {
         })
         .on_rcpt(|cx: &mut Context<Session>, _args| {
             Box::pin(async move {
-                cx.data.get_or_insert_with(Session::default).message.rcpts += 1;
+                cx.data
+                    .get_or_insert_with(Session::default)
+                    .message
+                    .tx
+                    .rcpts += 1;
                 Status::Continue
             })
         })
@@ -409,7 +359,7 @@ pub fn callbacks(milter: Arc<SubmissionMilter>) -> Callbacks<Session> {
                 let message = &mut cx.data.get_or_insert_with(Session::default).message;
                 let name_text = name.to_string_lossy().into_owned();
                 if name.as_bytes().eq_ignore_ascii_case(b"From") {
-                    let fields = &mut message.from_fields;
+                    let fields = &mut message.tx.from_fields;
                     if fields.len() < MAX_FROM_FIELDS {
                         fields.push(header_addresses(value.as_bytes()));
                     } else {

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 
 use postwarden::config::{ListenAddr, SocketMode};
+use postwarden::daemon::Listener;
 use postwarden::milter;
-use postwarden::server::Listener;
 use tokio::sync::watch;
 
 /// Serves `callbacks` on 127.0.0.1 and a free port. The milter runs until the returned

@@ -14,24 +14,27 @@ use indymilter::{EitherListener, EitherStream};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tracing::{debug, info, warn};
 
-use crate::auth::AuthService;
+pub mod systemd;
+
 use crate::config::{Config, ListenAddr, SocketMode};
 use crate::events::EventSink;
+use crate::login::AuthService;
 use crate::milter;
-use crate::store::{self, Store};
-use crate::systemd::{self, Activated};
+use crate::model::now;
+use crate::store::{self, Pool};
+use systemd::Activated;
 
 /// How often old events are removed.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Removes events older than the configured retention ("0s" keeps them).
-fn prune(cfg: &Config) {
+fn prune(cfg: &Config, pool: &Arc<Pool>) {
     let retention = cfg.store.event_retention.0;
     if retention.is_zero() {
         return;
     }
-    let before = store::now() - retention.as_secs() as i64;
-    match Store::open_configured(cfg).and_then(|mut s| s.prune_events(before)) {
+    let before = now() - retention.as_secs() as i64;
+    match pool.with(|s| s.prune_events(before)) {
         Ok(0) => {}
         Ok(n) => info!(removed = n, "old events removed"),
         Err(e) => warn!(error = %e, "event pruning failed"),
@@ -225,16 +228,17 @@ pub async fn run(
     mut activated: HashMap<String, Activated>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    // Create and migrate the store once; requests open it without creating it.
-    drop(Store::open(
-        &cfg.store_path(),
-        cfg.store.busy_timeout.0,
-        "postwarden",
-    )?);
+    // Create and migrate the store once; the pool opens it without creating it.
+    store::prepare(&cfg)?;
     let cfg = Arc::new(cfg);
+    let pool = Pool::new(&cfg);
 
-    let events = EventSink::new(Arc::clone(&cfg));
-    let auth_service = Arc::new(AuthService::new(Arc::clone(&cfg), Arc::clone(&events))?);
+    let events = EventSink::new(Arc::clone(&pool));
+    let auth_service = Arc::new(AuthService::new(
+        Arc::clone(&cfg),
+        Arc::clone(&pool),
+        Arc::clone(&events),
+    )?);
     let auth_listener = Listener::open("auth", &mut activated, &cfg, &cfg.auth.listen).await?;
     info!(listen = %auth_listener.local_addr(), "auth socket listening");
     let auth_task = tokio::spawn(serve_auth(auth_listener, auth_service));
@@ -253,6 +257,7 @@ pub async fn run(
         submission_listener,
         milter::submission::callbacks(milter::submission::SubmissionMilter::new(
             Arc::clone(&cfg),
+            Arc::clone(&pool),
             Arc::clone(&events),
         )),
         milters_stopped.clone(),
@@ -267,13 +272,13 @@ pub async fn run(
         milters_stopped.clone(),
     ));
 
-    let prune_cfg = Arc::clone(&cfg);
+    let (prune_cfg, prune_pool) = (Arc::clone(&cfg), Arc::clone(&pool));
     let pruner = tokio::spawn(async move {
         let mut tick = tokio::time::interval(PRUNE_EVERY);
         loop {
             tick.tick().await;
-            let c = Arc::clone(&prune_cfg);
-            let _ = tokio::task::spawn_blocking(move || prune(&c)).await;
+            let (c, p) = (Arc::clone(&prune_cfg), Arc::clone(&prune_pool));
+            let _ = tokio::task::spawn_blocking(move || prune(&c, &p)).await;
         }
     });
     info!(

@@ -18,11 +18,14 @@ use dovecot_auth::{Attempt, Refusal, Verdict, Verifier};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
+pub mod credential;
+pub mod throttle;
+
 use crate::config::Config;
-use crate::credential;
 use crate::events::EventSink;
-use crate::store::{Event, EventKind, Store, StoreError};
-use crate::throttle::{Counter, Penalty};
+use crate::model::{AuthReason as Reason, Event};
+use crate::store::{Pool, Store, StoreError};
+use throttle::{Counter, Penalty};
 
 /// Every reply leaves within this time of the request, delays included (Postfix: 10 s).
 const REPLY_BUDGET: Duration = Duration::from_millis(8000);
@@ -31,47 +34,10 @@ const HASH_QUEUE_WAIT: Duration = Duration::from_secs(4);
 /// Keys each failure counter keeps at most.
 const MAX_TRACKED_KEYS: usize = 100_000;
 
-/// Why an attempt ended the way it did; the `auth` event's reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    Ok,
-    BadPassword,
-    UnknownUser,
-    Revoked,
-    NoTls,
-    Throttled,
-    AuthzidMismatch,
-    Malformed,
-    Fault,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Ok => "ok",
-            Reason::BadPassword => "bad_password",
-            Reason::UnknownUser => "unknown_user",
-            Reason::Revoked => "revoked",
-            Reason::NoTls => "no_tls",
-            Reason::Throttled => "throttled",
-            Reason::AuthzidMismatch => "authzid_mismatch",
-            Reason::Malformed => "malformed",
-            Reason::Fault => "fault",
-        }
-    }
-
-    fn outcome(self) -> &'static str {
-        match self {
-            Reason::Ok => "ok",
-            Reason::Fault => "tempfail",
-            _ => "fail",
-        }
-    }
-}
-
 /// The verifier the auth socket serves.
 pub struct AuthService {
     cfg: Arc<Config>,
+    store: Arc<Pool>,
     penalty: Penalty,
     failures_by_ip: Counter,
     failures_by_user: Counter,
@@ -90,7 +56,11 @@ struct Checked {
 }
 
 impl AuthService {
-    pub fn new(cfg: Arc<Config>, events: Arc<EventSink>) -> anyhow::Result<AuthService> {
+    pub fn new(
+        cfg: Arc<Config>,
+        store: Arc<Pool>,
+        events: Arc<EventSink>,
+    ) -> anyhow::Result<AuthService> {
         let th = &cfg.auth.throttle;
         let penalty = Penalty {
             free_failures: th.free_failures,
@@ -113,6 +83,7 @@ impl AuthService {
             dummy_hash,
             verifications: Arc::new(AtomicU64::new(0)),
             events,
+            store,
             cfg,
         })
     }
@@ -134,14 +105,13 @@ impl AuthService {
     /// Looks the login up and checks the password (blocking: store and argon2). A success
     /// also records the credential's last use.
     fn check(
-        cfg: &Config,
+        store: &mut dyn Store,
         dummy: &str,
         verifications: &AtomicU64,
         login: &str,
         password: &str,
         ip: Option<&str>,
     ) -> Result<Checked, StoreError> {
-        let mut store = Store::open_configured(cfg)?;
         let record = store.login_record(login)?;
         let hash = record.as_ref().map_or(dummy, |r| r.hash.as_str());
         verifications.fetch_add(1, Ordering::Relaxed);
@@ -166,18 +136,9 @@ impl AuthService {
         })
     }
 
-    fn event(login: &str, ip: Option<IpAddr>, reason: Reason, org: Option<String>) -> Event {
-        let mut ev = Event::new(EventKind::Auth, reason.outcome());
-        ev.login = (!login.is_empty()).then(|| login.to_string());
-        ev.client_ip = ip.map(|i| i.to_string());
-        ev.reason = Some(reason.as_str().to_string());
-        ev.org = org;
-        ev
-    }
-
     /// Appends the `auth` event and waits until it is written (or kept for later).
     async fn record(&self, login: &str, ip: Option<IpAddr>, reason: Reason, org: Option<String>) {
-        self.events.write(Self::event(login, ip, reason, org)).await;
+        self.events.write(Event::auth(login, ip, reason, org)).await;
     }
 
     /// Counts a failure and returns how long to hold the FAIL.
@@ -226,34 +187,31 @@ impl AuthService {
                 return Verdict::Fault("password checks saturated".into());
             }
         };
-        let cfg = Arc::clone(&self.cfg);
         let (dummy, login, password) =
             (self.dummy_hash.clone(), a.login.clone(), a.password.clone());
         let ip_for_store = a.remote_ip.map(|i| i.to_string());
         let count = Arc::clone(&self.verifications);
-        let checked = tokio::task::spawn_blocking(move || {
-            Self::check(
-                &cfg,
-                &dummy,
-                &count,
-                &login,
-                &password,
-                ip_for_store.as_deref(),
-            )
-        })
-        .await;
+        let checked = self
+            .store
+            .run(move |store| {
+                Self::check(
+                    store,
+                    &dummy,
+                    &count,
+                    &login,
+                    &password,
+                    ip_for_store.as_deref(),
+                )
+            })
+            .await;
         drop(permit);
 
         let checked = match checked {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
+            Ok(c) => c,
+            Err(e) => {
                 warn!(login = %a.login, client = %ip, error = %e, "store fault during login: temporary failure");
                 self.record(&a.login, a.remote_ip, Reason::Fault, None)
                     .await;
-                return Verdict::Fault(e.to_string());
-            }
-            Err(e) => {
-                warn!(error = %e, "login check task failed");
                 return Verdict::Fault(e.to_string());
             }
         };
@@ -299,14 +257,16 @@ impl Verifier for AuthService {
         }
         debug!(login = %attempt.login, client = %ip, why = %why, "login refused by the protocol");
         self.events
-            .spawn_write(Self::event(&attempt.login, attempt.remote_ip, reason, None));
+            .spawn_write(Event::auth(&attempt.login, attempt.remote_ip, reason, None));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{EventFilter, SenderCheck};
+    use crate::model::{EventFilter, EventKind, SenderCheck};
+    use crate::store::prelude::*;
+    use crate::store::sqlite::SqliteStore as Store;
     use dovecot_auth::Mechanism;
 
     struct Fixture {
@@ -331,7 +291,12 @@ mod tests {
         store
             .credential_add("acme", "laptop", "acme-laptop-aaaaaa", &hash)
             .unwrap();
-        let service = AuthService::new(Arc::clone(&cfg), EventSink::new(Arc::clone(&cfg))).unwrap();
+        let service = AuthService::new(
+            Arc::clone(&cfg),
+            Pool::new(&cfg),
+            EventSink::new(Pool::new(&cfg)),
+        )
+        .unwrap();
         Fixture {
             _dir: dir,
             cfg,

@@ -12,106 +12,10 @@
 //! revealing what other organizations own: a domain of another organization and an
 //! unknown domain get the same text.
 
-use std::fmt;
-
 use crate::address::{display_domain, normalize_address, Address};
-use crate::store::{AccountKind, SenderCheck};
-
-/// What the store knows about the login's organization, as far as the decision needs it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Facts {
-    pub organization: String,
-    pub sender_check: SenderCheck,
-    /// Every domain of the organization (A-labels) with its active flag.
-    pub domains: Vec<DomainFact>,
-    /// The organization's accounts (at least those among the addresses being judged).
-    pub accounts: Vec<AccountFact>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DomainFact {
-    pub name: String,
-    pub active: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AccountFact {
-    pub address: String,
-    pub kind: AccountKind,
-}
-
-/// Where an address came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    EnvelopeSender,
-    HeaderFrom,
-}
-
-impl Role {
-    fn noun(self) -> &'static str {
-        match self {
-            Role::EnvelopeSender => "Sender address",
-            Role::HeaderFrom => "From header address",
-        }
-    }
-}
-
-/// The rule that decided, with what an administrator does about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rule {
-    /// A registered account in an active domain of the organization.
-    RegisteredAccount {
-        address: String,
-        kind: AccountKind,
-    },
-    /// `domain` mode: an unregistered address in an active domain (accepted, reported).
-    DiscoveredInActiveDomain {
-        address: String,
-    },
-    /// Not a syntactically valid address.
-    InvalidAddress {
-        input: String,
-    },
-    /// The domain is not one of the organization's (another organization's, or unknown).
-    DomainNotOwned {
-        address: String,
-        domain: String,
-    },
-    /// The domain is the organization's but inactive.
-    DomainInactive {
-        address: String,
-        domain: String,
-    },
-    /// `account` mode: the address is not a registered account.
-    NotRegistered {
-        address: String,
-        domain: String,
-    },
-    /// The message has no From field, or more than one, or one without an address.
-    FromFieldCount {
-        fields: usize,
-    },
-    FromWithoutAddress,
-    /// A null envelope sender with nothing else to judge (checked again at end of headers).
-    NullSender,
-}
+use crate::model::{Decision, Facts, Rejection, Role, Rule, SenderCheck};
 
 impl Rule {
-    /// Short machine name, used as the event reason.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Rule::RegisteredAccount { .. } => "registered_account",
-            Rule::DiscoveredInActiveDomain { .. } => "discovered",
-            Rule::InvalidAddress { .. } => "invalid_address",
-            Rule::DomainNotOwned { .. } => "domain_not_owned",
-            Rule::DomainInactive { .. } => "domain_inactive",
-            Rule::NotRegistered { .. } => "not_registered",
-            Rule::FromFieldCount { .. } => "from_field_count",
-            Rule::FromWithoutAddress => "from_without_address",
-            Rule::NullSender => "null_sender",
-        }
-    }
-
     /// What decided, for the administrator (`postwarden explain`), with the fix where one
     /// exists. May name things the SMTP client must not see.
     pub fn explanation(&self, org: &str) -> String {
@@ -149,52 +53,6 @@ impl Rule {
             Rule::NullSender => {
                 "null envelope sender: the message is judged by its From header".to_string()
             }
-        }
-    }
-}
-
-/// A refusal: the SMTP reply and the rule behind it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub code: &'static str,
-    pub xcode: &'static str,
-    pub text: String,
-    pub rule: Rule,
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {}", self.code, self.xcode, self.text)
-    }
-}
-
-/// The decision on a message (or on its envelope sender alone).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// Every address passed; `rules` says why, one per address judged.
-    Accept {
-        rules: Vec<Rule>,
-    },
-    /// Accepted in `domain` mode with unregistered addresses to report.
-    AcceptDiscovered {
-        rules: Vec<Rule>,
-        discovered: Vec<String>,
-    },
-    Reject(Rejection),
-}
-
-impl Decision {
-    pub fn is_accept(&self) -> bool {
-        !matches!(self, Decision::Reject(_))
-    }
-
-    /// The rules that decided.
-    pub fn rules(&self) -> Vec<&Rule> {
-        match self {
-            Decision::Accept { rules } | Decision::AcceptDiscovered { rules, .. } => {
-                rules.iter().collect()
-            }
-            Decision::Reject(r) => vec![&r.rule],
         }
     }
 }
@@ -392,6 +250,7 @@ pub fn judge_message(
 }
 
 #[cfg(test)]
+#[path = "tests.rs"]
 mod tests;
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::{AccountFact, AccountKind, DomainFact};
 
 fn facts(mode: SenderCheck) -> Facts {
     Facts {
