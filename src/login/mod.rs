@@ -493,15 +493,18 @@ mod tests {
     #[tokio::test]
     async fn corrupt_stored_hash_is_a_fault() {
         let f = fixture("");
-        let conn = rusqlite::Connection::open(f.cfg.store_path()).unwrap();
-        conn.execute(
-            "UPDATE credential SET hash = '$argon2id$v=19$m=64,t=1,p=1$***$***'",
-            [],
-        )
-        .unwrap();
+        let mut store = Store::open_existing(&f.cfg.store_path(), Duration::from_secs(1)).unwrap();
+        store
+            .credential_add(
+                "acme",
+                "corrupt",
+                "acme-corrupt",
+                "$argon2id$v=19$m=64,t=1,p=1$***$***",
+            )
+            .unwrap();
         let v = f
             .service
-            .verify(&attempt(&f.user, &f.pass, "192.0.2.1", true))
+            .verify(&attempt("acme-corrupt", &f.pass, "192.0.2.1", true))
             .await;
         assert!(matches!(v, Verdict::Fault(_)), "{v:?}");
     }

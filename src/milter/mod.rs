@@ -5,11 +5,6 @@ pub mod submission;
 
 use std::ffi::CString;
 
-use tokio::sync::watch;
-use tracing::error;
-
-use crate::daemon::Listener;
-
 /// A message's header fields and body as the milter receives them, bounded in size.
 #[derive(Debug, Default)]
 pub struct MessageBuffer {
@@ -92,26 +87,6 @@ pub fn macro_value(macros: &indymilter::Macros, name: &str) -> Option<String> {
         .get(&name)
         .map(|v| v.to_string_lossy().into_owned())
         .filter(|v| !v.is_empty())
-}
-
-/// Runs a milter on `listener` until `stop` turns true; in-flight sessions are told to end.
-pub async fn serve<T: Send + 'static>(
-    listener: Listener,
-    callbacks: indymilter::Callbacks<T>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let config = indymilter::Config {
-        // Postfix waits milter_command_timeout (30 s) per step; a hung client connection is
-        // closed well before indymilter's two-hour default.
-        connection_timeout: std::time::Duration::from_secs(600),
-        ..Default::default()
-    };
-    let shutdown = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
-    if let Err(e) = indymilter::run(listener, callbacks, config, shutdown).await {
-        error!(error = %e, "milter stopped");
-    }
 }
 
 #[cfg(test)]

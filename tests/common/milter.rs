@@ -4,8 +4,7 @@
 use std::net::SocketAddr;
 
 use postwarden::config::{ListenAddr, SocketMode};
-use postwarden::daemon::Listener;
-use postwarden::milter;
+use postwarden::daemon::{serve_milter, Listener};
 use tokio::sync::watch;
 
 /// Serves `callbacks` on 127.0.0.1 and a free port. The milter runs until the returned
@@ -24,6 +23,6 @@ pub async fn spawn<T: Send + 'static>(
         unreachable!("a TCP listener")
     };
     let (stop, stopped) = watch::channel(false);
-    tokio::spawn(milter::serve(listener, callbacks, stopped));
+    tokio::spawn(serve_milter(listener, callbacks, stopped));
     (addr, stop)
 }
