@@ -248,12 +248,10 @@ fn faults_give_454_never_535() {
         gw.daemon.log_text()
     );
 
-    // Store back: the same smtpd reconnects and the login works.
+    // Store back, but locked by another process past its busy timeout (1 s): 454. (The
+    // daemon keeps its store handles open, and another process can only take an exclusive
+    // lock while it holds none: here, right after the fault above closed them.)
     std::fs::rename(&aside, &db).unwrap();
-    let r = send(&gw, "PLAIN", &user, &pass, "e2e-after");
-    assert!(r.has_reply("235 "), "{}", r.out);
-
-    // Store locked by another process past its busy timeout (1 s): 454.
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
         .unwrap();
@@ -266,6 +264,10 @@ fn faults_give_454_never_535() {
     );
     conn.execute_batch("COMMIT").unwrap();
     drop(conn);
+
+    // Unlocked: the same smtpd reconnects and the login works.
+    let r = send(&gw, "PLAIN", &user, &pass, "e2e-after");
+    assert!(r.has_reply("235 "), "{}", r.out);
 
     gw.sink.wait_message("Subject: e2e-after");
     for s in ["e2e-down", "e2e-nostore", "e2e-locked"] {

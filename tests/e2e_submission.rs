@@ -395,8 +395,10 @@ fn store_faults_and_a_stopped_daemon_are_temporary() {
     };
     assert_eq!(check(&gw, &user, &pass, &ok), None);
 
-    // After AUTH, the store is locked by another process past its busy timeout (1 s in the
-    // harness), then deleted: each MAIL gets 451 4.3.0 from the milter, never an accept.
+    // After AUTH, the store is deleted, then back but locked by another process past its
+    // busy timeout (1 s in the harness): each MAIL gets 451 4.3.0 from the milter, never an
+    // accept. (The daemon keeps its store handles open, and another process can only take
+    // an exclusive lock while it holds none: here, right after the fault closed them.)
     let db = gw.daemon.data.join("postwarden.db");
     let mut smtp = SmtpTls::connect(gw.postfix.submission_port);
     assert!(smtp.cmd("EHLO client.postwarden.test").starts_with("250 "));
@@ -404,6 +406,14 @@ fn store_faults_and_a_stopped_daemon_are_temporary() {
         smtp.cmd(&format!("AUTH PLAIN {}", plain_token(&user, &pass))),
         "235 2.7.0 Authentication successful"
     );
+    let aside = gw.daemon.data.join("aside.db");
+    std::fs::rename(&db, &aside).unwrap();
+    assert_eq!(
+        smtp.cmd("MAIL FROM:<alice@acme.example>"),
+        "451 4.3.0 Temporary failure checking the sender; try again later"
+    );
+    std::fs::rename(&aside, &db).unwrap();
+    assert!(smtp.cmd("RSET").starts_with("250 "));
     let lock = rusqlite::Connection::open(&db).unwrap();
     lock.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
         .unwrap();
@@ -413,14 +423,6 @@ fn store_faults_and_a_stopped_daemon_are_temporary() {
     );
     lock.execute_batch("COMMIT").unwrap();
     drop(lock);
-    assert!(smtp.cmd("RSET").starts_with("250 "));
-    let aside = gw.daemon.data.join("aside.db");
-    std::fs::rename(&db, &aside).unwrap();
-    assert_eq!(
-        smtp.cmd("MAIL FROM:<alice@acme.example>"),
-        "451 4.3.0 Temporary failure checking the sender; try again later"
-    );
-    std::fs::rename(&aside, &db).unwrap();
     assert!(smtp.cmd("RSET").starts_with("250 "));
     // Store back: the same session goes on.
     assert!(smtp

@@ -181,17 +181,17 @@ impl SubmissionMilter {
             Err(e) => return self.tempfail(cx, &e).await,
         };
         let message = &mut cx.data.get_or_insert_with(Session::default).message;
-        match verdict {
-            Verdict::UnknownLogin => self.login_refused(cx, "unknown_login").await,
-            Verdict::RevokedLogin { .. } => self.login_refused(cx, "revoked_login").await,
-            Verdict::Decided {
-                decision: Decision::Reject(r),
-                ..
-            } => self.refuse(cx, &r).await,
-            Verdict::Decided { facts, decision } => {
-                message.tx.organization = Some(facts.organization);
+        let (facts, decision) = match verdict {
+            Verdict::UnknownLogin => return self.login_refused(cx, "unknown_login").await,
+            Verdict::RevokedLogin { .. } => return self.login_refused(cx, "revoked_login").await,
+            Verdict::Decided { facts, decision } => (facts, decision),
+        };
+        message.tx.organization = Some(facts.organization);
+        match decision {
+            Decision::Reject(r) => self.refuse(cx, &r).await,
+            accepted => {
                 if whole {
-                    message.accepted = Some(decision);
+                    message.accepted = Some(accepted);
                 }
                 Status::Continue
             }
