@@ -1,13 +1,19 @@
 //! The configuration: a TOML file whose every key has a default (the embedded
 //! `config/postwarden.toml`). Errors name the file, the line and the key.
+//!
+//! Each key is defined once: a field of the model below (with its type and meaning) and
+//! its documented default in `config/postwarden.toml`. Loading (`load.rs`) merges the
+//! user's file over that default and deserializes the result; `types.rs` holds how
+//! durations, addresses and the like are written.
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod load;
 mod types;
 
 pub use types::{
@@ -99,106 +105,6 @@ pub struct ThrottleConfig {
     pub block_after: u32,
 }
 
-/// Partial forms used for parsing: every key optional, merged over the default.
-mod partial {
-    use super::*;
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Config {
-        pub data_dir: Option<PathBuf>,
-        pub log_level: Option<LogLevel>,
-        pub max_message_mib: Option<u32>,
-        #[serde(default)]
-        pub store: StoreConfig,
-        #[serde(default)]
-        pub password_hash: PasswordHashConfig,
-        #[serde(default)]
-        pub sockets: SocketsConfig,
-        #[serde(default)]
-        pub auth: AuthConfig,
-        #[serde(default)]
-        pub submission: SubmissionConfig,
-        #[serde(default)]
-        pub inbound: InboundConfig,
-        #[serde(default)]
-        pub dns: DnsConfig,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct SocketsConfig {
-        pub mode: Option<SocketMode>,
-        pub group: Option<String>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct SubmissionConfig {
-        pub listen: Option<ListenAddr>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct InboundConfig {
-        pub listen: Option<ListenAddr>,
-        pub authserv_id: Option<String>,
-        pub dns_failure: Option<DnsFailureAction>,
-        pub dmarc_reject: Option<DmarcRejectAction>,
-        pub dmarc_quarantine: Option<DmarcQuarantineAction>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct DnsConfig {
-        pub nameservers: Option<Vec<Nameserver>>,
-        pub timeout: Option<HumanDuration>,
-        pub outbound_addresses: Option<Vec<IpAddr>>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct StoreConfig {
-        pub path: Option<PathBuf>,
-        pub busy_timeout: Option<HumanDuration>,
-        pub event_retention: Option<HumanDuration>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct PasswordHashConfig {
-        pub memory_kib: Option<u32>,
-        pub iterations: Option<u32>,
-        pub parallelism: Option<u32>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct AuthConfig {
-        pub listen: Option<ListenAddr>,
-        pub allow_plaintext: Option<bool>,
-        pub max_parallel_hashes: Option<u32>,
-        #[serde(default)]
-        pub throttle: ThrottleConfig,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct ThrottleConfig {
-        pub window: Option<HumanDuration>,
-        pub free_failures: Option<u32>,
-        pub delay: Option<HumanDuration>,
-        pub max_delay: Option<HumanDuration>,
-        pub block_after: Option<u32>,
-    }
-}
-
-macro_rules! merge {
-    ($base:expr, $over:expr, $($field:ident),+) => {
-        $( if let Some(v) = $over.$field { $base.$field = v; } )+
-    };
-}
-
 /// A configuration error, already phrased for the administrator.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError(pub String);
@@ -212,76 +118,9 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// The embedded default.
-    pub fn default_config() -> Config {
-        parse_full(DEFAULT_TOML, "<embedded default>")
-            .expect("the embedded default configuration is valid")
-    }
-
-    /// Loads `path` over the default, or the default alone when `path` is `None`.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        match path {
-            None => Ok(Config::default_config()),
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError(format!(
-                        "{}: cannot read configuration: {e}",
-                        path.display()
-                    ))
-                })?;
-                Config::parse(&text, &path.display().to_string())
-            }
-        }
-    }
-
-    /// Parses `text` (named `origin` in messages) over the default.
-    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let over: partial::Config = deserialize(text, origin)?;
-        let mut cfg = Config::default_config();
-        merge!(cfg, over, data_dir, log_level, max_message_mib);
-        merge!(cfg.store, over.store, path, busy_timeout, event_retention);
-        merge!(
-            cfg.password_hash,
-            over.password_hash,
-            memory_kib,
-            iterations,
-            parallelism
-        );
-        merge!(
-            cfg.auth,
-            over.auth,
-            listen,
-            allow_plaintext,
-            max_parallel_hashes
-        );
-        merge!(cfg.sockets, over.sockets, mode, group);
-        merge!(cfg.submission, over.submission, listen);
-        merge!(
-            cfg.inbound,
-            over.inbound,
-            listen,
-            authserv_id,
-            dns_failure,
-            dmarc_reject,
-            dmarc_quarantine
-        );
-        merge!(cfg.dns, over.dns, nameservers, timeout, outbound_addresses);
-        merge!(
-            cfg.auth.throttle,
-            over.auth.throttle,
-            window,
-            free_failures,
-            delay,
-            max_delay,
-            block_after
-        );
-        cfg.validate(origin, text)?;
-        Ok(cfg)
-    }
-
     fn validate(&self, origin: &str, text: &str) -> Result<(), ConfigError> {
         let err = |key: &str, msg: String| {
-            let line = key_line(text, key)
+            let line = load::key_line(text, key)
                 .map(|n| format!("line {n}: "))
                 .unwrap_or_default();
             Err(ConfigError(format!("{origin}: {line}key `{key}`: {msg}")))
@@ -427,57 +266,6 @@ pub fn group_id(name: &str) -> Option<u32> {
         (f.next() == Some(name))
             .then(|| f.nth(1).and_then(|g| g.parse().ok()))
             .flatten()
-    })
-}
-
-/// The line (1-based) where a dotted key such as `store.path` is set in `text`, if it is.
-fn key_line(text: &str, dotted: &str) -> Option<usize> {
-    let (section, key) = match dotted.rsplit_once('.') {
-        Some((s, k)) => (s, k),
-        None => ("", dotted),
-    };
-    let mut current = String::new();
-    for (i, line) in text.lines().enumerate() {
-        let l = line.trim();
-        if let Some(h) = l.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            current = h.trim().to_string();
-        } else if current == section
-            && l.split('=').next().map(str::trim) == Some(key)
-            && l.contains('=')
-        {
-            return Some(i + 1);
-        }
-    }
-    None
-}
-
-fn parse_full(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    deserialize(text, origin)
-}
-
-/// Deserializes with the key path and line of the first error in the message.
-fn deserialize<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
-    let de = toml::Deserializer::new(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let location = inner
-            .span()
-            .map(|span| {
-                let before = &text[..span.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-                format!("line {line}, column {col}: ")
-            })
-            .unwrap_or_default();
-        let key = if path.is_empty() || path == "." {
-            String::new()
-        } else {
-            format!("key `{path}`: ")
-        };
-        // toml's own message repeats the source excerpt; keep only its last line (the reason).
-        let message = inner.message().trim().to_string();
-        ConfigError(format!("{origin}: {location}{key}{message}"))
     })
 }
 
