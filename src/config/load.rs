@@ -217,3 +217,141 @@ fn find(root: &toml_edit::Table, steps: &[Step]) -> Option<Found> {
         value: node.span(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::HumanDuration;
+
+    fn table(text: &str) -> Table {
+        text.parse().unwrap()
+    }
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "test.toml").unwrap_err().0
+    }
+
+    /// Every dotted key of `t`, tables included.
+    fn keys(t: &Table, prefix: &str, out: &mut BTreeSet<String>) {
+        for (k, v) in t {
+            let key = format!("{prefix}{k}");
+            if let Value::Table(inner) = v {
+                keys(inner, &format!("{key}."), out);
+            }
+            out.insert(key);
+        }
+    }
+
+    #[test]
+    fn each_key_is_defined_once() {
+        // The model and the documented default have the same keys: what the default sets
+        // is what `Config` serializes (and `Config` has no serde defaults of its own).
+        let cfg = Config::default_config();
+        let (mut documented, mut modelled) = (BTreeSet::new(), BTreeSet::new());
+        keys(&default_table(), "", &mut documented);
+        keys(&table(&cfg.to_toml()), "", &mut modelled);
+        assert_eq!(documented, modelled);
+        assert!(documented.contains("auth.throttle.block_after"));
+        // And the effective configuration reads back as itself.
+        assert_eq!(Config::parse(&cfg.to_toml(), "x").unwrap(), cfg);
+    }
+
+    #[test]
+    fn one_nested_key_keeps_its_siblings() {
+        let mut expected = Config::default_config();
+        expected.auth.throttle.delay = HumanDuration(Duration::from_secs(2));
+        for text in [
+            "[auth.throttle]\ndelay = \"2s\"\n",
+            "auth.throttle.delay = \"2s\"\n",
+            "auth = { throttle = { delay = \"2s\" } }\n",
+            "[auth]\n[auth.throttle]\ndelay = \"2s\"\n",
+        ] {
+            assert_eq!(Config::parse(text, "x").unwrap(), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn tables_merge_and_other_values_replace() {
+        let base = table("a = [1, 2]\ns = \"x\"\n[t]\nx = 1\ny = [1]\n[t.u]\nz = 1\nw = 2\n");
+        let over = table("a = [3]\n[t]\ny = [2]\n[t.u]\nw = 3\n");
+        let want = table("a = [3]\ns = \"x\"\n[t]\nx = 1\ny = [2]\n[t.u]\nz = 1\nw = 3\n");
+        assert_eq!(merge(base.clone(), over), want);
+        // A table over a non-table replaces it, and the other way round.
+        assert_eq!(merge(base.clone(), table("s = { k = 1 }")), {
+            let mut w = base.clone();
+            w.insert("s".into(), Value::Table(table("k = 1")));
+            w
+        });
+        assert_eq!(merge(base.clone(), table("t = 5"))["t"], Value::Integer(5));
+        // Through `Config`: the user's array is the whole array.
+        let cfg = Config::parse("[dns]\nnameservers = [\"127.0.0.1\"]\n", "x").unwrap();
+        assert_eq!(cfg.dns.nameservers.len(), 1);
+    }
+
+    #[test]
+    fn errors_are_located_in_the_users_file() {
+        assert_eq!(
+            err("[auth.throttle]\ndelay = \"2s\"\nbogus = 1\n"),
+            "test.toml: line 3, column 1: key `auth.throttle.bogus`: unknown field `bogus`, \
+             expected one of `window`, `free_failures`, `delay`, `max_delay`, `block_after`"
+        );
+        assert_eq!(
+            err("auth.throttle.nope = 1\n"),
+            "test.toml: line 1, column 15: key `auth.throttle.nope`: unknown field `nope`, \
+             expected one of `window`, `free_failures`, `delay`, `max_delay`, `block_after`"
+        );
+        assert!(err("[nope]\nx = 1\n")
+            .starts_with("test.toml: line 1, column 2: key `nope`: unknown field `nope`"),);
+        assert_eq!(
+            err("[store]\n   busy_timeout   =   5\n"),
+            "test.toml: line 2, column 23: key `store.busy_timeout`: invalid type: integer `5`, expected a string"
+        );
+        assert_eq!(
+            err("store = 5\n"),
+            "test.toml: line 1, column 9: key `store`: invalid type: integer `5`, expected struct StoreConfig"
+        );
+        // An array element is pointed at.
+        assert!(
+            err("[dns]\nnameservers = [\n  \"127.0.0.1\",\n  \"x\",\n]\n").starts_with(
+                "test.toml: line 4, column 3: key `dns.nameservers[1]`: invalid nameserver \"x\""
+            )
+        );
+        // Of two mistakes, the first in the file.
+        assert!(
+            err("[store]\nbusy_timeout = \"fast\"\n[auth]\nlisten = \"bad\"\n")
+                .starts_with("test.toml: line 2, column 16: key `store.busy_timeout`")
+        );
+        assert!(
+            err("[auth]\nlisten = \"bad\"\n[store]\nbusy_timeout = \"fast\"\n")
+                .starts_with("test.toml: line 2, column 10: key `auth.listen`")
+        );
+        // A date is no string.
+        assert!(err("[inbound]\nauthserv_id = 1979-05-27\n")
+            .starts_with("test.toml: line 2, column 15: key `inbound.authserv_id`: invalid type"));
+        // Syntax.
+        assert_eq!(
+            err("x = 1\nx = 2\n"),
+            "test.toml: line 2, column 1: duplicate key `x` in document root"
+        );
+    }
+
+    #[test]
+    fn semantic_errors_name_the_line_the_user_wrote() {
+        assert_eq!(
+            err("password_hash.iterations = 0\n"),
+            "test.toml: line 1: key `password_hash.iterations`: must be at least 1"
+        );
+        assert_eq!(
+            err("[ auth . throttle ]\nwindow = \"0s\"\n"),
+            "test.toml: line 2: key `auth.throttle.window`: must be longer than 0s"
+        );
+        // The offending key came from the default: no line to name.
+        assert_eq!(
+            err("[auth.throttle]\nmax_delay = \"100ms\"\n"),
+            "test.toml: key `auth.throttle.delay`: must not exceed auth.throttle.max_delay"
+        );
+    }
+}
