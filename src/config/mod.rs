@@ -24,84 +24,130 @@ pub use types::{
 /// The documented default configuration, embedded in the binary.
 pub const DEFAULT_TOML: &str = include_str!("../../config/postwarden.toml");
 
+/// The whole configuration. Each field is one key (or table) of the file; its default
+/// and its full description are in `config/postwarden.toml`, and nowhere else.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Directory of the database and the Unix sockets (relative paths start there).
     pub data_dir: PathBuf,
+    /// Log level of the daemon, unless RUST_LOG is set.
     pub log_level: LogLevel,
+    /// Largest message (MiB) the milters keep in memory.
     pub max_message_mib: u32,
+    /// `[store]`: the SQLite database.
     pub store: StoreConfig,
+    /// `[password_hash]`: argon2id parameters for new credentials.
     pub password_hash: PasswordHashConfig,
+    /// `[sockets]`: permissions of the Unix sockets postwarden creates.
     pub sockets: SocketsConfig,
+    /// `[auth]`: the Dovecot-protocol SASL service.
     pub auth: AuthConfig,
+    /// `[submission]`: the submission milter.
     pub submission: SubmissionConfig,
+    /// `[inbound]`: the inbound (port 25) milter.
     pub inbound: InboundConfig,
+    /// `[dns]`: the resolver of the SPF, DKIM and DMARC checks.
     pub dns: DnsConfig,
 }
 
+/// `[inbound]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InboundConfig {
+    /// Where the inbound milter listens.
     pub listen: ListenAddr,
+    /// The authserv-id of the Authentication-Results header; empty: the host name.
     pub authserv_id: String,
+    /// What a DNS temporary failure during the checks leads to.
     pub dns_failure: DnsFailureAction,
+    /// What a DMARC failure under p=reject leads to.
     pub dmarc_reject: DmarcRejectAction,
+    /// What a DMARC failure under p=quarantine leads to.
     pub dmarc_quarantine: DmarcQuarantineAction,
 }
 
+/// `[dns]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DnsConfig {
+    /// Nameservers to ask; empty: the system's resolvers.
     pub nameservers: Vec<Nameserver>,
+    /// How long one query may take before it counts as a temporary failure.
     pub timeout: HumanDuration,
+    /// This gateway's outbound addresses, which customer SPF records must cover.
     pub outbound_addresses: Vec<IpAddr>,
 }
 
+/// `[sockets]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SocketsConfig {
+    /// Permission bits of the Unix sockets.
     pub mode: SocketMode,
+    /// Group of the Unix sockets; empty: the daemon's own group.
     pub group: String,
 }
 
+/// `[submission]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SubmissionConfig {
+    /// Where the submission milter listens.
     pub listen: ListenAddr,
 }
 
+/// `[store]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
+    /// The SQLite database (relative: in the data directory).
     pub path: PathBuf,
+    /// How long a query waits for another process's lock before it counts as a fault.
     pub busy_timeout: HumanDuration,
+    /// How long events are kept; zero keeps them forever.
     pub event_retention: HumanDuration,
 }
 
+/// `[password_hash]`: argon2id parameters for new credentials.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordHashConfig {
+    /// Memory per hash, in KiB.
     pub memory_kib: u32,
+    /// Passes over that memory.
     pub iterations: u32,
+    /// Lanes (threads) per hash.
     pub parallelism: u32,
 }
 
+/// `[auth]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
+    /// Where the SASL service listens.
     pub listen: ListenAddr,
+    /// Whether to accept logins Postfix did not mark as protected by TLS.
     pub allow_plaintext: bool,
+    /// How many password checks run at once; 0: one per CPU core.
     pub max_parallel_hashes: u32,
+    /// `[auth.throttle]`: brute-force protection.
     pub throttle: ThrottleConfig,
 }
 
+/// `[auth.throttle]`: brute-force protection, per client address and per username.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ThrottleConfig {
+    /// How long failures are counted (from the last one).
     pub window: HumanDuration,
+    /// Failures answered without delay.
     pub free_failures: u32,
+    /// Delay of the first delayed failure; doubled for each further one.
     pub delay: HumanDuration,
+    /// The longest delay (at most 8s).
     pub max_delay: HumanDuration,
+    /// Failures from one client IP after which its attempts fail unchecked; 0: never.
     pub block_after: u32,
 }
 
