@@ -1,243 +1,154 @@
 //! The configuration: a TOML file whose every key has a default (the embedded
 //! `config/postwarden.toml`). Errors name the file, the line and the key.
+//!
+//! Each key is defined once: a field of the model below (with its type and meaning) and
+//! its documented default in `config/postwarden.toml`. Loading (`load.rs`) merges the
+//! user's file over that default and deserializes the result; `types.rs` holds how
+//! durations, addresses and the like are written.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
+
+mod load;
+mod types;
+
+pub use types::{
+    DmarcQuarantineAction, DmarcRejectAction, DnsFailureAction, HumanDuration, ListenAddr,
+    LogLevel, Nameserver, SocketMode,
+};
 
 /// The documented default configuration, embedded in the binary.
-pub const DEFAULT_TOML: &str = include_str!("../config/postwarden.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/postwarden.toml");
 
+/// The whole configuration. Each field is one key (or table) of the file; its default
+/// and its full description are in `config/postwarden.toml`, and nowhere else.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Directory of the database and the Unix sockets (relative paths start there).
     pub data_dir: PathBuf,
+    /// Log level of the daemon, unless RUST_LOG is set.
     pub log_level: LogLevel,
+    /// Largest message (MiB) the milters keep in memory.
     pub max_message_mib: u32,
+    /// `[store]`: the SQLite database.
     pub store: StoreConfig,
+    /// `[password_hash]`: argon2id parameters for new credentials.
     pub password_hash: PasswordHashConfig,
+    /// `[sockets]`: permissions of the Unix sockets postwarden creates.
     pub sockets: SocketsConfig,
+    /// `[auth]`: the Dovecot-protocol SASL service.
     pub auth: AuthConfig,
+    /// `[submission]`: the submission milter.
     pub submission: SubmissionConfig,
+    /// `[inbound]`: the inbound (port 25) milter.
     pub inbound: InboundConfig,
+    /// `[dns]`: the resolver of the SPF, DKIM and DMARC checks.
     pub dns: DnsConfig,
 }
 
+/// `[inbound]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InboundConfig {
+    /// Where the inbound milter listens.
     pub listen: ListenAddr,
+    /// The authserv-id of the Authentication-Results header; empty: the host name.
     pub authserv_id: String,
+    /// What a DNS temporary failure during the checks leads to.
     pub dns_failure: DnsFailureAction,
+    /// What a DMARC failure under p=reject leads to.
     pub dmarc_reject: DmarcRejectAction,
+    /// What a DMARC failure under p=quarantine leads to.
     pub dmarc_quarantine: DmarcQuarantineAction,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum DnsFailureAction {
-    Tempfail,
-    Accept,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum DmarcRejectAction {
-    Reject,
-    Quarantine,
-    Accept,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum DmarcQuarantineAction {
-    Hold,
-    Header,
-    Accept,
-}
-
+/// `[dns]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DnsConfig {
+    /// Nameservers to ask; empty: the system's resolvers.
     pub nameservers: Vec<Nameserver>,
+    /// How long one query may take before it counts as a temporary failure.
     pub timeout: HumanDuration,
+    /// This gateway's outbound addresses, which customer SPF records must cover.
     pub outbound_addresses: Vec<IpAddr>,
 }
 
-/// A nameserver: "IP" (port 53) or "IP:PORT".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Nameserver(pub SocketAddr);
-
-impl<'de> Deserialize<'de> for Nameserver {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if let Ok(ip) = s.parse::<IpAddr>() {
-            return Ok(Nameserver(SocketAddr::new(ip, 53)));
-        }
-        parse_socket_addr(&s).map(Nameserver).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "invalid nameserver {s:?}: expected \"IP\" or \"IP:PORT\" with a numeric IP"
-            ))
-        })
-    }
-}
-
-impl Serialize for Nameserver {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0.to_string())
-    }
-}
-
+/// `[sockets]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SocketsConfig {
+    /// Permission bits of the Unix sockets.
     pub mode: SocketMode,
+    /// Group of the Unix sockets; empty: the daemon's own group.
     pub group: String,
 }
 
+/// `[submission]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SubmissionConfig {
+    /// Where the submission milter listens.
     pub listen: ListenAddr,
 }
 
+/// `[store]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
+    /// The SQLite database (relative: in the data directory).
     pub path: PathBuf,
+    /// How long a query waits for another process's lock before it counts as a fault.
     pub busy_timeout: HumanDuration,
+    /// How long events are kept; zero keeps them forever.
     pub event_retention: HumanDuration,
 }
 
+/// `[password_hash]`: argon2id parameters for new credentials.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordHashConfig {
+    /// Memory per hash, in KiB.
     pub memory_kib: u32,
+    /// Passes over that memory.
     pub iterations: u32,
+    /// Lanes (threads) per hash.
     pub parallelism: u32,
 }
 
+/// `[auth]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
+    /// Where the SASL service listens.
     pub listen: ListenAddr,
+    /// Whether to accept logins Postfix did not mark as protected by TLS.
     pub allow_plaintext: bool,
+    /// How many password checks run at once; 0: one per CPU core.
     pub max_parallel_hashes: u32,
+    /// `[auth.throttle]`: brute-force protection.
     pub throttle: ThrottleConfig,
 }
 
+/// `[auth.throttle]`: brute-force protection, per client address and per username.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ThrottleConfig {
+    /// How long failures are counted (from the last one).
     pub window: HumanDuration,
+    /// Failures answered without delay.
     pub free_failures: u32,
+    /// Delay of the first delayed failure; doubled for each further one.
     pub delay: HumanDuration,
+    /// The longest delay (at most 8s).
     pub max_delay: HumanDuration,
+    /// Failures from one client IP after which its attempts fail unchecked; 0: never.
     pub block_after: u32,
-}
-
-/// Partial forms used for parsing: every key optional, merged over the default.
-mod partial {
-    use super::*;
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Config {
-        pub data_dir: Option<PathBuf>,
-        pub log_level: Option<LogLevel>,
-        pub max_message_mib: Option<u32>,
-        #[serde(default)]
-        pub store: StoreConfig,
-        #[serde(default)]
-        pub password_hash: PasswordHashConfig,
-        #[serde(default)]
-        pub sockets: SocketsConfig,
-        #[serde(default)]
-        pub auth: AuthConfig,
-        #[serde(default)]
-        pub submission: SubmissionConfig,
-        #[serde(default)]
-        pub inbound: InboundConfig,
-        #[serde(default)]
-        pub dns: DnsConfig,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct SocketsConfig {
-        pub mode: Option<SocketMode>,
-        pub group: Option<String>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct SubmissionConfig {
-        pub listen: Option<ListenAddr>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct InboundConfig {
-        pub listen: Option<ListenAddr>,
-        pub authserv_id: Option<String>,
-        pub dns_failure: Option<DnsFailureAction>,
-        pub dmarc_reject: Option<DmarcRejectAction>,
-        pub dmarc_quarantine: Option<DmarcQuarantineAction>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct DnsConfig {
-        pub nameservers: Option<Vec<Nameserver>>,
-        pub timeout: Option<HumanDuration>,
-        pub outbound_addresses: Option<Vec<IpAddr>>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct StoreConfig {
-        pub path: Option<PathBuf>,
-        pub busy_timeout: Option<HumanDuration>,
-        pub event_retention: Option<HumanDuration>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct PasswordHashConfig {
-        pub memory_kib: Option<u32>,
-        pub iterations: Option<u32>,
-        pub parallelism: Option<u32>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct AuthConfig {
-        pub listen: Option<ListenAddr>,
-        pub allow_plaintext: Option<bool>,
-        pub max_parallel_hashes: Option<u32>,
-        #[serde(default)]
-        pub throttle: ThrottleConfig,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct ThrottleConfig {
-        pub window: Option<HumanDuration>,
-        pub free_failures: Option<u32>,
-        pub delay: Option<HumanDuration>,
-        pub max_delay: Option<HumanDuration>,
-        pub block_after: Option<u32>,
-    }
-}
-
-macro_rules! merge {
-    ($base:expr, $over:expr, $($field:ident),+) => {
-        $( if let Some(v) = $over.$field { $base.$field = v; } )+
-    };
 }
 
 /// A configuration error, already phrased for the administrator.
@@ -253,76 +164,9 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// The embedded default.
-    pub fn default_config() -> Config {
-        parse_full(DEFAULT_TOML, "<embedded default>")
-            .expect("the embedded default configuration is valid")
-    }
-
-    /// Loads `path` over the default, or the default alone when `path` is `None`.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        match path {
-            None => Ok(Config::default_config()),
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError(format!(
-                        "{}: cannot read configuration: {e}",
-                        path.display()
-                    ))
-                })?;
-                Config::parse(&text, &path.display().to_string())
-            }
-        }
-    }
-
-    /// Parses `text` (named `origin` in messages) over the default.
-    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let over: partial::Config = deserialize(text, origin)?;
-        let mut cfg = Config::default_config();
-        merge!(cfg, over, data_dir, log_level, max_message_mib);
-        merge!(cfg.store, over.store, path, busy_timeout, event_retention);
-        merge!(
-            cfg.password_hash,
-            over.password_hash,
-            memory_kib,
-            iterations,
-            parallelism
-        );
-        merge!(
-            cfg.auth,
-            over.auth,
-            listen,
-            allow_plaintext,
-            max_parallel_hashes
-        );
-        merge!(cfg.sockets, over.sockets, mode, group);
-        merge!(cfg.submission, over.submission, listen);
-        merge!(
-            cfg.inbound,
-            over.inbound,
-            listen,
-            authserv_id,
-            dns_failure,
-            dmarc_reject,
-            dmarc_quarantine
-        );
-        merge!(cfg.dns, over.dns, nameservers, timeout, outbound_addresses);
-        merge!(
-            cfg.auth.throttle,
-            over.auth.throttle,
-            window,
-            free_failures,
-            delay,
-            max_delay,
-            block_after
-        );
-        cfg.validate(origin, text)?;
-        Ok(cfg)
-    }
-
     fn validate(&self, origin: &str, text: &str) -> Result<(), ConfigError> {
         let err = |key: &str, msg: String| {
-            let line = key_line(text, key)
+            let line = load::key_line(text, key)
                 .map(|n| format!("line {n}: "))
                 .unwrap_or_default();
             Err(ConfigError(format!("{origin}: {line}key `{key}`: {msg}")))
@@ -469,209 +313,6 @@ pub fn group_id(name: &str) -> Option<u32> {
             .then(|| f.nth(1).and_then(|g| g.parse().ok()))
             .flatten()
     })
-}
-
-/// The line (1-based) where a dotted key such as `store.path` is set in `text`, if it is.
-fn key_line(text: &str, dotted: &str) -> Option<usize> {
-    let (section, key) = match dotted.rsplit_once('.') {
-        Some((s, k)) => (s, k),
-        None => ("", dotted),
-    };
-    let mut current = String::new();
-    for (i, line) in text.lines().enumerate() {
-        let l = line.trim();
-        if let Some(h) = l.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            current = h.trim().to_string();
-        } else if current == section
-            && l.split('=').next().map(str::trim) == Some(key)
-            && l.contains('=')
-        {
-            return Some(i + 1);
-        }
-    }
-    None
-}
-
-fn parse_full(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    deserialize(text, origin)
-}
-
-/// Deserializes with the key path and line of the first error in the message.
-fn deserialize<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
-    let de = toml::Deserializer::new(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let location = inner
-            .span()
-            .map(|span| {
-                let before = &text[..span.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-                format!("line {line}, column {col}: ")
-            })
-            .unwrap_or_default();
-        let key = if path.is_empty() || path == "." {
-            String::new()
-        } else {
-            format!("key `{path}`: ")
-        };
-        // toml's own message repeats the source excerpt; keep only its last line (the reason).
-        let message = inner.message().trim().to_string();
-        ConfigError(format!("{origin}: {location}{key}{message}"))
-    })
-}
-
-/// A duration written the human way ("5s", "10min", "90days").
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct HumanDuration(pub Duration);
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map(HumanDuration).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "invalid duration {s:?}: {e} (write e.g. \"500ms\", \"5s\", \"10min\", \"1h\", \"90days\")"
-            ))
-        })
-    }
-}
-
-impl Serialize for HumanDuration {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl fmt::Display for HumanDuration {
-    /// The largest whole unit, as an administrator writes it ("90days", "15min", "500ms"),
-    /// rather than humantime's calendar split ("2months 29days 2h 52m 48s").
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = self.0.as_millis();
-        for (unit, size) in [
-            ("days", 86_400_000),
-            ("h", 3_600_000),
-            ("min", 60_000),
-            ("s", 1_000),
-        ] {
-            if ms > 0 && ms.is_multiple_of(size) {
-                return write!(f, "{}{unit}", ms / size);
-            }
-        }
-        if self.0.subsec_nanos().is_multiple_of(1_000_000) {
-            write!(f, "{ms}ms")
-        } else {
-            write!(f, "{}", humantime::format_duration(self.0))
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
-}
-
-impl LogLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Error => "error",
-            LogLevel::Warn => "warn",
-            LogLevel::Info => "info",
-            LogLevel::Debug => "debug",
-            LogLevel::Trace => "trace",
-        }
-    }
-}
-
-/// Where a listener binds: a Unix socket path or a TCP address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenAddr {
-    Unix(PathBuf),
-    Inet(SocketAddr),
-}
-
-impl FromStr for ListenAddr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err(format!("invalid address {s:?}: the unix: path is empty"));
-            }
-            return Ok(ListenAddr::Unix(PathBuf::from(path)));
-        }
-        if let Some(rest) = s.strip_prefix("inet:") {
-            return parse_socket_addr(rest)
-                .map(ListenAddr::Inet)
-                .ok_or_else(|| {
-                    format!(
-                        "invalid address {s:?}: expected inet:IP:PORT with a numeric IP, e.g. \"inet:127.0.0.1:12345\" or \"inet:[::1]:12345\""
-                    )
-                });
-        }
-        Err(format!(
-            "invalid address {s:?}: expected \"unix:PATH\" or \"inet:IP:PORT\""
-        ))
-    }
-}
-
-fn parse_socket_addr(s: &str) -> Option<SocketAddr> {
-    if let Ok(sa) = s.parse::<SocketAddr>() {
-        return Some(sa);
-    }
-    // Postfix writes IPv6 without brackets in some places: inet:::1:12345.
-    let (host, port) = s.rsplit_once(':')?;
-    let ip: IpAddr = host.parse().ok()?;
-    let port: u16 = port.parse().ok()?;
-    Some(SocketAddr::new(ip, port))
-}
-
-impl fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
-            ListenAddr::Inet(sa) => write!(f, "inet:{sa}"),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for ListenAddr {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl Serialize for ListenAddr {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-/// Unix permission bits written in octal ("0660").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SocketMode(pub u32);
-
-impl<'de> Deserialize<'de> for SocketMode {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match u32::from_str_radix(&s, 8) {
-            Ok(m) if m <= 0o777 && !s.is_empty() => Ok(SocketMode(m)),
-            _ => Err(serde::de::Error::custom(format!(
-                "invalid mode {s:?}: expected octal permission bits such as \"0660\""
-            ))),
-        }
-    }
-}
-
-impl Serialize for SocketMode {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{:04o}", self.0))
-    }
 }
 
 #[cfg(test)]
