@@ -31,6 +31,8 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::dmarc::{Alignment, Policy as MaPolicy};
 use mail_auth::hickory_resolver::config::{
@@ -43,8 +45,6 @@ use mail_auth::{
     MessageAuthenticator, SpfOutput, SpfResult,
 };
 use serde::Serialize;
-
-use crate::dkim::base64_encode;
 
 /// Distinct From-header domains evaluated for DMARC; further ones are ignored.
 pub const MAX_FROM_DOMAINS: usize = 4;
@@ -444,7 +444,7 @@ impl DkimVerdict {
             algorithm: sig.map(|s| s.a.name().to_string()).unwrap_or_default(),
             identity: sig.and_then(|s| (!s.i.is_empty()).then(|| s.i.clone())),
             b_prefix: sig
-                .map(|s| base64_encode(&s.b[..s.b.len().min(6)]))
+                .map(|s| BASE64.encode(&s.b[..s.b.len().min(6)]))
                 .unwrap_or_default(),
             reason: error.map(describe_error),
         }
