@@ -8,7 +8,7 @@
 //! * [`sign`](mod@sign): the signature, the header fields it covers, and the shape the
 //!   submission milter hands to Postfix.
 //!
-//! Verifying signatures of inbound mail is [`crate::verdicts`]'s business. This module holds
+//! Verifying signatures of inbound mail is [`crate::authn`]'s business. This module holds
 //! no state and reads no configuration: callers pass key material in and get text out.
 //! Cryptography comes from `mail-auth` (pure-Rust `rsa` and `ed25519-dalek` backends).
 

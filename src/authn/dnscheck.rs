@@ -10,10 +10,10 @@ use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{MessageAuthenticator, SpfResult};
 use serde::Serialize;
 
+use super::Authenticator;
 use crate::config::Config;
 use crate::dkim::{self, Algorithm};
 use crate::model::{DkimKeyInfo, DkimKeyState};
-use crate::verdicts::Authenticator;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
