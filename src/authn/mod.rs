@@ -12,6 +12,11 @@
 //! reject, tempfail) under the configuration, and [`authentication_results`] into the
 //! header it adds ([`results`]).
 //!
+//! **DNS.** Every lookup goes through the evaluator's [`Dns`] ([`resolver`]): the
+//! configured resolver, or a [`StaticZone`] in memory
+//! ([`Authenticator::with_zone`]), so that passing and failing verdicts can be tested
+//! without a DNS server.
+//!
 //! **DMARC flavour.** mail-auth 0.13 implements DMARCbis (RFC 9989), not RFC 7489:
 //! the organizational domain comes from a DNS tree walk (`_dmarc` lookups up the name,
 //! honouring `psd=`) instead of the Public Suffix List; `pct=` is ignored and the `t=y`
@@ -35,6 +40,7 @@
 pub mod dkim;
 pub mod dmarc;
 pub mod dnscheck;
+pub mod resolver;
 pub mod results;
 pub mod spf;
 
@@ -43,16 +49,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::hickory_resolver::config::{
-    NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
-};
-use mail_auth::hickory_resolver::system_conf::read_system_conf;
 use mail_auth::spf::verify::SpfParameters;
-use mail_auth::{AuthenticatedMessage, DkimOutput, DnsError, Error, MessageAuthenticator};
+use mail_auth::{AuthenticatedMessage, DkimOutput, DnsError, Error};
 use serde::Serialize;
 
 pub use dkim::DkimVerdict;
 pub use dmarc::{action, Action, Disposition, DmarcVerdict, Policy, PublishedPolicy};
+pub use resolver::{Dns, ResolverError, StaticZone};
 pub use results::{authentication_results, authserv_id, claims_authserv_id, hostname};
 pub use spf::SpfVerdict;
 
@@ -62,22 +65,15 @@ pub const MAX_FROM_DOMAINS: usize = 4;
 /// Shortest per-query timeout accepted (shorter values are raised to this).
 const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// Errors building an [`Authenticator`].
-#[derive(Debug, thiserror::Error)]
-pub enum ResolverError {
-    /// No nameservers were given and the system configuration could not be read.
-    #[error("cannot read the system DNS configuration (/etc/resolv.conf): {0}")]
-    SystemConf(String),
-    /// The resolver could not be set up.
-    #[error("cannot set up the DNS resolver: {0}")]
-    Resolver(String),
-}
+/// Per-query timeout of an evaluator answering from a [`StaticZone`] (nothing waits on
+/// the network there; the budget only guards against surprises).
+const ZONE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// SPF/DKIM/DMARC evaluator: a DNS resolver plus time limits. Cheap to clone (the
+/// SPF/DKIM/DMARC evaluator: a DNS source plus time limits. Cheap to clone (the
 /// resolver and its cache are shared); build one at startup and reuse it.
 #[derive(Clone)]
 pub struct Authenticator {
-    inner: MessageAuthenticator,
+    dns: Dns,
     timeout: Duration,
     budget: Duration,
     hostname: String,
@@ -86,10 +82,11 @@ pub struct Authenticator {
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Authenticator")
+            .field("dns", &self.dns)
             .field("timeout", &self.timeout)
             .field("budget", &self.budget)
             .field("hostname", &self.hostname)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
@@ -104,46 +101,30 @@ impl Authenticator {
     /// name looked up): the hosts file and search domains are not used.
     pub fn new(nameservers: &[SocketAddr], timeout: Duration) -> Result<Self, ResolverError> {
         let timeout = timeout.max(MIN_TIMEOUT);
-        let (config, mut opts) = if nameservers.is_empty() {
-            let (config, opts) =
-                read_system_conf().map_err(|e| ResolverError::SystemConf(e.to_string()))?;
-            // Keep the servers, drop search domains: every name queried here is absolute.
-            let (_, _, servers) = config.into_parts();
-            (ResolverConfig::from_name_servers(servers), opts)
-        } else {
-            let servers = nameservers
-                .iter()
-                .map(|addr| {
-                    let mut server = NameServerConfig::udp_and_tcp(addr.ip());
-                    for connection in &mut server.connections {
-                        connection.port = addr.port();
-                    }
-                    server
-                })
-                .collect();
-            (
-                ResolverConfig::from_name_servers(servers),
-                ResolverOpts::default(),
-            )
-        };
-        opts.timeout = timeout;
-        opts.attempts = 1;
-        opts.ndots = 0;
-        opts.use_hosts_file = ResolveHosts::Never;
-        let inner = MessageAuthenticator::new(config, opts)
-            .map_err(|e| ResolverError::Resolver(e.to_string()))?;
-        Ok(Authenticator {
-            inner,
+        Ok(Self::with_dns(
+            Dns::resolver(nameservers, timeout)?,
             timeout,
-            budget: timeout * 4,
-            hostname: "localhost".to_string(),
-        })
+        ))
     }
 
     /// An evaluator for the configured `[dns]` nameservers and timeout.
     pub fn from_config(cfg: &crate::config::Config) -> Result<Self, ResolverError> {
         let nameservers: Vec<SocketAddr> = cfg.dns.nameservers.iter().map(|n| n.0).collect();
         Self::new(&nameservers, cfg.dns.timeout.0)
+    }
+
+    /// An evaluator answering every DNS question from `zone`, never from the network.
+    pub fn with_zone(zone: StaticZone) -> Self {
+        Self::with_dns(Dns::zone(zone), ZONE_TIMEOUT)
+    }
+
+    fn with_dns(dns: Dns, timeout: Duration) -> Self {
+        Authenticator {
+            dns,
+            timeout,
+            budget: timeout * 4,
+            hostname: "localhost".to_string(),
+        }
     }
 
     /// Sets the overall time budget of one [`evaluate`](Self::evaluate) call (at least
@@ -159,10 +140,10 @@ impl Authenticator {
         self
     }
 
-    /// The mail-auth authenticator (and through it the DNS resolver), for other lookups
-    /// such as `postwarden dns-check`.
-    pub fn message_authenticator(&self) -> &MessageAuthenticator {
-        &self.inner
+    /// Where this evaluator's DNS answers come from, for other lookups such as
+    /// `postwarden dns-check`.
+    pub fn dns(&self) -> &Dns {
+        &self.dns
     }
 
     /// The per-query DNS timeout.
@@ -184,14 +165,15 @@ impl Authenticator {
         let mail_from = spf::normalize_mail_from(input.mail_from);
         let ip = input.client_ip;
         let stage1 = self.budget * 2 / 3;
-        let mail_auth = &self.inner;
+        let mail_auth = self.dns.authenticator();
 
         let parsed = AuthenticatedMessage::parse(input.message);
 
         // Stage 1: SPF (HELO and MAIL FROM) and DKIM, concurrently.
         let spf_helo = async {
             let params = SpfParameters::verify_ehlo(ip, &helo, &self.hostname);
-            let out = tokio::time::timeout(stage1, mail_auth.verify_spf(params)).await;
+            let out =
+                tokio::time::timeout(stage1, mail_auth.verify_spf(self.dns.params(params))).await;
             out.unwrap_or_else(|_| spf::timed_out(&helo))
         };
         let spf_mail_from = async {
@@ -199,14 +181,15 @@ impl Authenticator {
                 return None;
             }
             let params = SpfParameters::verify_mail_from(ip, &helo, &self.hostname, &mail_from);
-            let out = tokio::time::timeout(stage1, mail_auth.verify_spf(params)).await;
+            let out =
+                tokio::time::timeout(stage1, mail_auth.verify_spf(self.dns.params(params))).await;
             Some(out.unwrap_or_else(|_| spf::timed_out(domain_of(&mail_from))))
         };
         let dkim = async {
             let Some(message) = parsed.as_ref() else {
                 return Vec::new();
             };
-            let verify = mail_auth.verify_dkim(message);
+            let verify = mail_auth.verify_dkim(self.dns.params(message));
             match tokio::time::timeout(stage1, verify).await {
                 Ok(outputs) => outputs,
                 Err(_) => message
@@ -244,7 +227,7 @@ impl Authenticator {
                         });
                         let params =
                             DmarcParameters::new(&single, &dkim_out, &spf_domain, spf_for_dmarc);
-                        let out = mail_auth.verify_dmarc(params).await;
+                        let out = mail_auth.verify_dmarc(self.dns.params(params)).await;
                         verdicts.push(DmarcVerdict::from_output(&out, domain));
                     }
                     verdicts

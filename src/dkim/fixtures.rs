@@ -1,18 +1,11 @@
 //! Keys, a message and an offline verifier shared by the DKIM tests.
 
-use std::borrow::Borrow;
-use std::collections::HashMap;
-use std::hash::Hash;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
-use mail_auth::common::parse::TxtRecordParser;
-use mail_auth::common::verify::DomainKey;
-use mail_auth::hickory_resolver::config::{ResolverConfig, ResolverOpts};
-use mail_auth::{
-    AuthenticatedMessage, DkimResult, MessageAuthenticator, Parameters, ResolverCache, Txt,
-};
+use mail_auth::{AuthenticatedMessage, DkimResult};
 
-use super::{generate, Algorithm, DnsRecord, KeyPair, SigningKey};
+use super::{generate, Algorithm, KeyPair, SigningKey};
+use crate::authn::{Dns, StaticZone};
 
 /// RSA generation is slow in debug builds: one key for the whole test binary.
 pub(super) fn rsa_pair() -> &'static KeyPair {
@@ -40,60 +33,18 @@ pub(super) const MESSAGE: &str = concat!(
     "\r\n",
 );
 
-/// A TXT "cache" that answers every DKIM key lookup from memory, so mail-auth's
-/// verifier never touches the network.
-#[derive(Default)]
-pub(super) struct StaticTxt(Mutex<HashMap<Box<str>, Txt>>);
-
-impl StaticTxt {
-    fn add_key(&self, record: &DnsRecord) {
-        let key = DomainKey::parse(record.value.as_bytes()).expect("mail-auth parses record");
-        self.0.lock().unwrap().insert(
-            format!("{}.", record.name).into_boxed_str(),
-            Txt::DomainKey(key.into()),
-        );
-    }
-}
-
-impl ResolverCache<Box<str>, Txt> for StaticTxt {
-    fn get<Q>(&self, name: &Q) -> Option<Txt>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.0.lock().unwrap().get(name).cloned()
-    }
-    fn remove<Q>(&self, name: &Q) -> Option<Txt>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.0.lock().unwrap().remove(name)
-    }
-    fn insert(&self, key: Box<str>, value: Txt, _: std::time::Instant) {
-        self.0.lock().unwrap().insert(key, value);
-    }
-}
-
-fn offline_authenticator() -> MessageAuthenticator {
-    MessageAuthenticator::new(
-        ResolverConfig::from_name_servers(Vec::new()),
-        ResolverOpts::default(),
-    )
-    .expect("resolver")
-}
-
-/// Verifies every signature of `message` against the keys in `cache`, never touching
-/// the network: (result, d=, s=) per signature.
-pub(super) fn verify(message: &[u8], cache: &StaticTxt) -> Vec<(DkimResult, String, String)> {
+/// Verifies every signature of `message` against the keys in `zone`, never touching the
+/// network: (result, d=, s=) per signature.
+pub(super) fn verify(message: &[u8], zone: &StaticZone) -> Vec<(DkimResult, String, String)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let auth = offline_authenticator();
+    let dns = Dns::zone(zone.clone());
     let parsed = AuthenticatedMessage::parse(message).expect("parse");
     rt.block_on(async {
-        auth.verify_dkim(Parameters::new(&parsed).with_txt_cache(cache))
+        dns.authenticator()
+            .verify_dkim(dns.params(&parsed))
             .await
             .into_iter()
             .map(|o| {
@@ -132,10 +83,10 @@ pub(super) fn keys() -> Vec<SigningKey> {
     ]
 }
 
-/// A cache publishing both keys of [`keys`].
-pub(super) fn cache_with_keys() -> StaticTxt {
-    let cache = StaticTxt::default();
-    cache.add_key(&rsa_pair().dns_record("acme.example", "rsa2025"));
-    cache.add_key(&ed_pair().dns_record("acme.example", "ed2025"));
-    cache
+/// A zone publishing both keys of [`keys`].
+pub(super) fn cache_with_keys() -> StaticZone {
+    let mut zone = StaticZone::new();
+    zone.dkim_key(&rsa_pair().dns_record("acme.example", "rsa2025"))
+        .dkim_key(&ed_pair().dns_record("acme.example", "ed2025"));
+    zone
 }

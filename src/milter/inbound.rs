@@ -49,15 +49,26 @@ pub struct InboundMilter {
 }
 
 impl InboundMilter {
+    /// The milter with the configured DNS resolver.
     pub fn new(cfg: Arc<Config>, events: Arc<EventSink>) -> anyhow::Result<Arc<Self>> {
         let authenticator = Authenticator::from_config(&cfg)?.with_hostname(authn::hostname());
-        Ok(Arc::new(InboundMilter {
+        Ok(Self::with_authenticator(cfg, events, authenticator))
+    }
+
+    /// The milter with a given evaluator, e.g. one answering from a
+    /// [`StaticZone`](crate::authn::StaticZone) in tests.
+    pub fn with_authenticator(
+        cfg: Arc<Config>,
+        events: Arc<EventSink>,
+        authenticator: Authenticator,
+    ) -> Arc<Self> {
+        Arc::new(InboundMilter {
             authserv_id: authn::authserv_id(&cfg),
             max_message: cfg.max_message_bytes(),
             cfg,
             authenticator,
             events,
-        }))
+        })
     }
 
     async fn on_eom(&self, cx: &mut EomContext<Session>) -> Status {
