@@ -644,9 +644,9 @@ fn dkim_cmd(cfg: &Config, json: bool, cmd: &DkimCmd) -> CliResult {
                     .build()
                     .map_err(|e| CliError::Refused(format!("cannot start the runtime: {e}")))?;
                 let check = runtime
-                    .block_on(crate::dnscheck::check_one_key(cfg, &d, &key))
+                    .block_on(crate::authn::dnscheck::check_one_key(cfg, &d, &key))
                     .map_err(CliError::Refused)?;
-                if check.status != crate::dnscheck::Status::Pass {
+                if check.status != crate::authn::dnscheck::Status::Pass {
                     return Err(CliError::Refused(format!(
                         "not activated: {}; publish the record (postwarden dkim list shows it), or use --force",
                         check.detail
@@ -696,7 +696,7 @@ fn dns_check(cfg: &Config, json: bool, domain: &str) -> CliResult {
         .build()
         .map_err(|e| CliError::Refused(format!("cannot start the runtime: {e}")))?;
     let report = runtime
-        .block_on(crate::dnscheck::check(cfg, &d, &keys))
+        .block_on(crate::authn::dnscheck::check(cfg, &d, &keys))
         .map_err(CliError::Refused)?;
     emit(json, serde_json::to_value(&report).expect("json"), || {
         table(

@@ -6,17 +6,19 @@
 //! - `login`: is this login good (credentials, the verifier behind the auth socket, throttling);
 //! - `store`: the store interface and its backends (the only SQL);
 //! - `milter`: the submission and inbound milters (callbacks and session state);
-//! - `verdicts`, `dnscheck`, `dkim`: SPF/DKIM/DMARC and signing;
+//! - `authn`: inbound mail authentication (SPF, DKIM, DMARC verdicts, the DMARC
+//!   disposition, Authentication-Results, `dns-check`) and its DNS source;
+//! - `dkim`: DKIM keys, their DNS records, and signing;
 //! - `events`: the daemon's event writer;
 //! - `daemon`: listeners, socket activation, `run`;
 //! - `cli`: the admin commands; `config`: the configuration.
 
 pub mod address;
+pub mod authn;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dkim;
-pub mod dnscheck;
 pub mod events;
 pub mod login;
 pub mod milter;
@@ -24,4 +26,3 @@ pub mod model;
 pub mod postfix_setup;
 pub mod sender;
 pub mod store;
-pub mod verdicts;

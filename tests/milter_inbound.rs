@@ -1,14 +1,19 @@
-//! The inbound milter in-process (indymilter-test), with an unreachable DNS server: odd
-//! input, forged Authentication-Results, and the DNS-failure actions.
+//! The inbound milter in-process (indymilter-test): with an unreachable DNS server (odd
+//! input, forged Authentication-Results, a DNS outage), and with DNS answers injected from
+//! a `StaticZone` (every SPF, DKIM and DMARC verdict and what the milter does with it,
+//! each in milliseconds, no DNS server).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 #[path = "common/milter.rs"]
 mod milter_rt;
 
 use indymilter_test::{EomAction, Status, TestConnection};
+use postwarden::authn::{Authenticator, StaticZone};
 use postwarden::config::Config;
+use postwarden::dkim::{self, Algorithm, KeyPair, SigningKey};
 use postwarden::milter;
 use postwarden::model::{EventFilter, EventKind};
 use postwarden::store::{prelude::*, sqlite::SqliteStore as Store, Pool};
@@ -23,6 +28,12 @@ struct Fixture {
 }
 
 async fn start(extra: &str) -> Fixture {
+    start_with(extra, None).await
+}
+
+/// The milter with `extra` in `[inbound]`; DNS from `zone` if given, otherwise the
+/// configured (unreachable) server.
+async fn start_with(extra: &str, zone: Option<StaticZone>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     // Nothing answers on port 9: every lookup times out (a DNS outage).
     let cfg = Config::parse(
@@ -36,7 +47,14 @@ async fn start(extra: &str) -> Fixture {
     drop(Store::open(&cfg.store_path(), Duration::from_secs(1), "t").unwrap());
     let cfg = Arc::new(cfg);
     let events = postwarden::events::EventSink::new(Pool::new(&cfg));
-    let m = milter::inbound::InboundMilter::new(Arc::clone(&cfg), events).unwrap();
+    let m = match zone {
+        Some(zone) => milter::inbound::InboundMilter::with_authenticator(
+            Arc::clone(&cfg),
+            events,
+            Authenticator::with_zone(zone),
+        ),
+        None => milter::inbound::InboundMilter::new(Arc::clone(&cfg), events).unwrap(),
+    };
     let (addr, stop) = milter_rt::spawn(milter::inbound::callbacks(m)).await;
     Fixture {
         _dir: dir,
@@ -171,4 +189,281 @@ async fn odd_input_forged_results_and_oversized_bodies_are_handled() {
     // The session goes on with the next message.
     c.abort().await.unwrap();
     assert_eq!(c.mail(["<>"]).await.unwrap(), Status::Continue);
+}
+
+// ---- Verdicts with DNS answers injected ----------------------------------------------
+
+/// The client address of [`session_from`].
+const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 9);
+
+fn dkim_key() -> &'static KeyPair {
+    static KEY: OnceLock<KeyPair> = OnceLock::new();
+    KEY.get_or_init(|| dkim::generate(Algorithm::Ed25519).expect("Ed25519 keygen"))
+}
+
+/// * pass.test: SPF allows CLIENT, no DMARC; fail.test: SPF -all; soft.test: SPF ~all;
+/// * aligned.test: SPF allows CLIENT, DMARC p=reject;
+/// * signed.test: SPF -all, DMARC p=reject, the DKIM key `sel` (freshly generated);
+/// * quarantine.test: SPF -all, DMARC p=quarantine;
+/// * down.test: every lookup fails temporarily.
+fn zone() -> StaticZone {
+    let mut zone = StaticZone::new();
+    zone.txt("pass.test", &format!("v=spf1 ip4:{CLIENT} -all"))
+        .txt("fail.test", "v=spf1 -all")
+        .txt("soft.test", "v=spf1 ~all")
+        .txt("aligned.test", &format!("v=spf1 ip4:{CLIENT} -all"))
+        .txt("_dmarc.aligned.test", "v=DMARC1; p=reject")
+        .txt("signed.test", "v=spf1 -all")
+        .txt("_dmarc.signed.test", "v=DMARC1; p=reject")
+        .dkim_key(&dkim_key().dns_record("signed.test", "sel"))
+        .txt("quarantine.test", "v=spf1 -all")
+        .txt("_dmarc.quarantine.test", "v=DMARC1; p=quarantine")
+        .fail("down.test")
+        .fail("_dmarc.down.test");
+    zone
+}
+
+/// A message from `from`, DKIM-signed with the `sel` key of signed.test when `sign`.
+fn message(from: &str, sign: bool) -> String {
+    let text = format!(
+        "From: {from}\r\nTo: rcpt@postwarden.test\r\nSubject: scenario\r\n\
+         Date: Mon, 03 Mar 2025 10:00:00 +0000\r\nMessage-ID: <1@scenario.test>\r\n\
+         \r\nHello,\r\n  the figures are attached.\r\n"
+    );
+    if !sign {
+        return text;
+    }
+    let key = SigningKey {
+        domain: "signed.test".into(),
+        selector: "sel".into(),
+        algorithm: Algorithm::Ed25519,
+        private_pkcs8_der: dkim_key().private_pkcs8_der.clone(),
+    };
+    let mut out = String::new();
+    for h in dkim::sign(text.as_bytes(), &[key]).expect("sign") {
+        out.push_str(&h);
+        out.push_str("\r\n");
+    }
+    out.push_str(&text);
+    out
+}
+
+async fn session_from(f: &Fixture, mail_from: &str) -> TestConnection {
+    let mut c = TestConnection::open(f.addr).await.unwrap();
+    let status = c.connect("relay.example", (CLIENT, 4000)).await.unwrap();
+    assert_eq!(status, Status::Continue);
+    assert_eq!(c.helo("relay.example").await.unwrap(), Status::Continue);
+    let status = c.mail([format!("<{mail_from}>").as_str()]).await.unwrap();
+    assert_eq!(status, Status::Continue);
+    assert_eq!(
+        c.rcpt(["<rcpt@postwarden.test>"]).await.unwrap(),
+        Status::Continue
+    );
+    c
+}
+
+/// Sends `raw` (an RFC 5322 message with CRLF line ends) as header fields and body, and
+/// returns what the milter did at end of message. No DNS server: well under a second.
+async fn deliver(c: &mut TestConnection, raw: &str) -> (indymilter_test::EomActions, Status) {
+    let (head, body) = raw.split_once("\r\n\r\n").expect("header and body");
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for line in head.split("\r\n") {
+        if line.starts_with([' ', '\t']) {
+            let last = fields.last_mut().expect("a field before a continuation");
+            last.1.push_str("\r\n");
+            last.1.push_str(line);
+        } else {
+            let (name, value) = line.split_once(':').expect("a header field");
+            fields.push((name.to_string(), value.trim_start().to_string()));
+        }
+    }
+    let start = Instant::now();
+    for (name, value) in &fields {
+        c.header(name.as_str(), value.as_str()).await.unwrap();
+    }
+    c.body(body.as_bytes().to_vec()).await.unwrap();
+    let out = c.eom().await.unwrap();
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "answered from memory: {:?}",
+        start.elapsed()
+    );
+    out
+}
+
+/// Our Authentication-Results value (the one inserted at the top).
+fn our_results(actions: &indymilter_test::EomActions) -> String {
+    let ours: Vec<String> = actions
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            EomAction::InsertHeader {
+                index: 0,
+                name,
+                value,
+            } if name.to_str().unwrap() == "Authentication-Results" => {
+                Some(value.to_string_lossy().into_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ours.len(), 1, "{actions:?}");
+    assert!(ours[0].trim_start().starts_with(&format!("{AUTHSERV};")));
+    ours[0].clone()
+}
+
+#[tokio::test]
+async fn spf_pass_fail_and_softfail_are_reported() {
+    let f = start_with("", Some(zone())).await;
+    for (sender, result) in [
+        ("a@pass.test", "pass"),
+        ("b@fail.test", "fail"),
+        ("c@soft.test", "softfail"),
+    ] {
+        let mut c = session_from(&f, sender).await;
+        let (actions, status) = deliver(&mut c, &message(sender, false)).await;
+        assert_eq!(status, Status::Continue, "{sender}");
+        let ar = our_results(&actions);
+        assert!(
+            ar.contains(&format!("spf={result} smtp.mailfrom={sender}")),
+            "{ar}"
+        );
+        assert!(ar.contains("dkim=none"), "{ar}");
+        assert!(ar.contains("dmarc=none"), "{ar}");
+    }
+    let events = mail_events(&f);
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| e.outcome == "accept"), "{events:?}");
+    assert!(events
+        .iter()
+        .any(|e| e.reason.as_deref().unwrap().contains("spf=softfail")));
+}
+
+#[tokio::test]
+async fn dmarc_passes_through_aligned_spf() {
+    let f = start_with("", Some(zone())).await;
+    let mut c = session_from(&f, "ceo@aligned.test").await;
+    let (actions, status) = deliver(&mut c, &message("CEO <ceo@aligned.test>", false)).await;
+    assert_eq!(status, Status::Continue);
+    let ar = our_results(&actions);
+    assert!(
+        ar.contains("spf=pass smtp.mailfrom=ceo@aligned.test"),
+        "{ar}"
+    );
+    assert!(
+        ar.contains(
+            "dmarc=pass (p=reject sp=reject applied=reject dis=none) header.from=aligned.test"
+        ),
+        "{ar}"
+    );
+    assert_eq!(mail_events(&f)[0].outcome, "accept");
+}
+
+#[tokio::test]
+async fn dkim_pass_carries_dmarc_and_an_altered_body_is_rejected() {
+    let f = start_with("", Some(zone())).await;
+    // SPF fails for signed.test, DKIM passes and aligns: DMARC passes.
+    let signed = message("ceo@signed.test", true);
+    let mut c = session_from(&f, "ceo@signed.test").await;
+    let (actions, status) = deliver(&mut c, &signed).await;
+    assert_eq!(status, Status::Continue);
+    let ar = our_results(&actions);
+    assert!(
+        ar.contains("spf=fail smtp.mailfrom=ceo@signed.test"),
+        "{ar}"
+    );
+    assert!(
+        ar.contains("dkim=pass header.d=signed.test header.s=sel header.a=ed25519-sha256"),
+        "{ar}"
+    );
+    assert!(ar.contains("dmarc=pass"), "{ar}");
+
+    // The same message with its body changed in transit: DKIM fails, DMARC fails, and
+    // signed.test publishes p=reject.
+    let altered = signed.replace("figures are attached", "figures are attacked");
+    let mut c = session_from(&f, "ceo@signed.test").await;
+    let (actions, status) = deliver(&mut c, &altered).await;
+    match status {
+        Status::Reject { message: Some(m) } => assert_eq!(
+            m.to_str().unwrap(),
+            "550 5.7.1 Message rejected: it fails DMARC authentication and the domain \
+             signed.test publishes p=reject"
+        ),
+        other => panic!("{other:?} {actions:?}"),
+    }
+    let events = mail_events(&f);
+    let reasons: Vec<&str> = events.iter().filter_map(|e| e.reason.as_deref()).collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("dkim=fail") && r.contains("dmarc=fail")),
+        "{reasons:?}"
+    );
+    assert!(events.iter().any(|e| e.outcome == "reject"), "{events:?}");
+}
+
+#[tokio::test]
+async fn dmarc_quarantine_holds_or_marks_as_configured() {
+    // Default: Postfix's hold queue.
+    let f = start_with("", Some(zone())).await;
+    let mut c = session_from(&f, "x@quarantine.test").await;
+    let (actions, status) = deliver(&mut c, &message("x@quarantine.test", false)).await;
+    assert_eq!(status, Status::Continue);
+    assert!(
+        actions.actions.iter().any(|a| matches!(
+            a,
+            EomAction::Quarantine { reason }
+                if reason.to_str().unwrap() == "DMARC failure, quarantine.test publishes p=quarantine"
+        )),
+        "{actions:?}"
+    );
+    assert!(our_results(&actions).contains("dmarc=fail"));
+    assert_eq!(mail_events(&f)[0].outcome, "quarantine");
+
+    // dmarc_quarantine = "header": delivered with a marker header instead.
+    let f = start_with("dmarc_quarantine = \"header\"\n", Some(zone())).await;
+    let mut c = session_from(&f, "x@quarantine.test").await;
+    let (actions, status) = deliver(&mut c, &message("x@quarantine.test", false)).await;
+    assert_eq!(status, Status::Continue);
+    assert!(
+        !actions
+            .actions
+            .iter()
+            .any(|a| matches!(a, EomAction::Quarantine { .. })),
+        "{actions:?}"
+    );
+    assert!(
+        actions.actions.iter().any(|a| matches!(
+            a,
+            EomAction::InsertHeader { index: 1, name, value }
+                if name.to_str().unwrap() == "X-Postwarden-Quarantine"
+                    && value.to_str().unwrap().contains("quarantine.test publishes p=quarantine")
+        )),
+        "{actions:?}"
+    );
+    assert_eq!(mail_events(&f)[0].outcome, "quarantine");
+}
+
+#[tokio::test]
+async fn dns_temperror_tempfails_or_accepts_as_configured() {
+    let f = start_with("", Some(zone())).await;
+    let mut c = session_from(&f, "x@down.test").await;
+    let (_, status) = deliver(&mut c, &message("x@down.test", false)).await;
+    match status {
+        Status::Tempfail { message: Some(m) } => assert_eq!(
+            m.to_str().unwrap(),
+            "451 4.7.1 Temporary DNS failure checking SPF/DKIM/DMARC; try again later"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(mail_events(&f)[0].outcome, "tempfail");
+
+    let f = start_with("dns_failure = \"accept\"\n", Some(zone())).await;
+    let mut c = session_from(&f, "x@down.test").await;
+    let (actions, status) = deliver(&mut c, &message("x@down.test", false)).await;
+    assert_eq!(status, Status::Continue);
+    let ar = our_results(&actions);
+    assert!(ar.contains("spf=temperror"), "{ar}");
+    assert!(ar.contains("dmarc=temperror"), "{ar}");
+    assert_eq!(mail_events(&f)[0].outcome, "accept");
 }

@@ -12,11 +12,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use dns::{DnsServer, Record};
-use postwarden::dkim::{self, Algorithm, KeyPair, SigningKey};
-use postwarden::verdicts::{
+use postwarden::authn::{
     authentication_results, claims_authserv_id, Authenticator, Disposition, Input, Outcome, Policy,
     Verdicts,
 };
+use postwarden::dkim::{self, Algorithm, KeyPair, SigningKey};
 
 const AUTHSERV: &str = "mx.receiver.example";
 const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;

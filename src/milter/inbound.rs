@@ -1,6 +1,7 @@
 //! The inbound milter (port 25): SPF for HELO and MAIL FROM, DKIM for every signature,
-//! DMARC with alignment (`verdicts`), one Authentication-Results header, and the
-//! sending domain's DMARC policy as configured. Session state and callbacks only.
+//! DMARC with alignment, one Authentication-Results header, and the sending domain's DMARC
+//! policy as configured. The verdicts and what follows from them are [`crate::authn`]'s;
+//! this is session state and callbacks only.
 
 use std::ffi::CString;
 use std::net::IpAddr;
@@ -12,10 +13,10 @@ use indymilter::{
 };
 use tracing::{info, warn};
 
-use crate::config::{Config, DmarcQuarantineAction, DmarcRejectAction, DnsFailureAction};
+use crate::authn::{self, Action, Authenticator};
+use crate::config::Config;
 use crate::events::EventSink;
 use crate::model::{Event, EventKind};
-use crate::verdicts::{self, Authenticator, Disposition, Verdicts};
 
 use super::{macro_value, reply, MessageBuffer};
 
@@ -47,73 +48,27 @@ pub struct InboundMilter {
     max_message: usize,
 }
 
-/// This machine's host name (the default authserv-id).
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
-}
-
-/// The authserv-id in effect: the configured one or the host name.
-pub fn authserv_id(cfg: &Config) -> String {
-    if cfg.inbound.authserv_id.is_empty() {
-        hostname()
-    } else {
-        cfg.inbound.authserv_id.clone()
-    }
-}
-
-/// What to do with a message, from its verdicts and the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    Deliver,
-    /// Deliver with the X-Postwarden-Quarantine header.
-    MarkQuarantine(String),
-    /// Postfix's hold queue.
-    Hold(String),
-    Reject(String),
-    Tempfail,
-}
-
-/// The configured consequence of `v` (pure).
-pub fn action(cfg: &Config, v: &Verdicts) -> Action {
-    let domain = v.dmarc.from_domain.clone();
-    let quarantine = |why: String| match cfg.inbound.dmarc_quarantine {
-        DmarcQuarantineAction::Hold => Action::Hold(why),
-        DmarcQuarantineAction::Header => Action::MarkQuarantine(why),
-        DmarcQuarantineAction::Accept => Action::Deliver,
-    };
-    match v.dmarc_disposition() {
-        Disposition::Reject => match cfg.inbound.dmarc_reject {
-            DmarcRejectAction::Reject => Action::Reject(format!(
-                "Message rejected: it fails DMARC authentication and the domain {domain} publishes p=reject"
-            )),
-            DmarcRejectAction::Quarantine => quarantine(format!("DMARC failure, {domain} publishes p=reject")),
-            DmarcRejectAction::Accept => Action::Deliver,
-        },
-        Disposition::Quarantine => quarantine(format!("DMARC failure, {domain} publishes p=quarantine")),
-        Disposition::Accept => {
-            if v.dns_temporary_failure() && cfg.inbound.dns_failure == DnsFailureAction::Tempfail {
-                Action::Tempfail
-            } else {
-                Action::Deliver
-            }
-        }
-    }
-}
-
 impl InboundMilter {
+    /// The milter with the configured DNS resolver.
     pub fn new(cfg: Arc<Config>, events: Arc<EventSink>) -> anyhow::Result<Arc<Self>> {
-        let authenticator = Authenticator::from_config(&cfg)?.with_hostname(hostname());
-        Ok(Arc::new(InboundMilter {
-            authserv_id: authserv_id(&cfg),
+        let authenticator = Authenticator::from_config(&cfg)?.with_hostname(authn::hostname());
+        Ok(Self::with_authenticator(cfg, events, authenticator))
+    }
+
+    /// The milter with a given evaluator, e.g. one answering from a
+    /// [`StaticZone`](crate::authn::StaticZone) in tests.
+    pub fn with_authenticator(
+        cfg: Arc<Config>,
+        events: Arc<EventSink>,
+        authenticator: Authenticator,
+    ) -> Arc<Self> {
+        Arc::new(InboundMilter {
+            authserv_id: authn::authserv_id(&cfg),
             max_message: cfg.max_message_bytes(),
             cfg,
             authenticator,
             events,
-        }))
+        })
     }
 
     async fn on_eom(&self, cx: &mut EomContext<Session>) -> Status {
@@ -127,15 +82,15 @@ impl InboundMilter {
         let m = &session.message;
         let raw = m.buffer.raw();
         let client_ip = session.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let input = verdicts::Input {
+        let input = authn::Input {
             client_ip,
             helo: &session.helo,
             mail_from: &m.mail_from,
             message: &raw,
         };
         let v = self.authenticator.evaluate(&input).await;
-        let ar = verdicts::authentication_results(&self.authserv_id, &v);
-        let act = action(&self.cfg, &v);
+        let ar = authn::authentication_results(&self.authserv_id, &v);
+        let act = authn::action(&self.cfg, &v);
         let summary = format!(
             "spf={} dkim={} dmarc={}{}",
             v.spf_mail_from.result.as_str(),
@@ -308,7 +263,7 @@ pub fn callbacks(milter: Arc<InboundMilter>) -> Callbacks<Session> {
                     let name = name.to_string_lossy().into_owned();
                     if name.eq_ignore_ascii_case(AR) {
                         m.ar_seen += 1;
-                        if verdicts::claims_authserv_id(&value.to_string_lossy(), &authserv) {
+                        if authn::claims_authserv_id(&value.to_string_lossy(), &authserv) {
                             m.forged_ar.push(m.ar_seen);
                         }
                     }

@@ -5,15 +5,14 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use mail_auth::hickory_resolver::proto::rr::RData;
 use mail_auth::spf::verify::SpfParameters;
-use mail_auth::{MessageAuthenticator, SpfResult};
+use mail_auth::SpfResult;
 use serde::Serialize;
 
+use super::Authenticator;
 use crate::config::Config;
 use crate::dkim::{self, Algorithm};
 use crate::model::{DkimKeyInfo, DkimKeyState};
-use crate::verdicts::Authenticator;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -60,29 +59,6 @@ impl Report {
     }
 }
 
-/// The TXT records at `name`, each as one string (its character-strings joined).
-/// `Ok(empty)` when the name or the records do not exist; `Err` for lookup failures.
-async fn txt(auth: &MessageAuthenticator, name: &str) -> Result<Vec<String>, String> {
-    let fqdn = format!("{}.", name.trim_end_matches('.'));
-    match auth.resolver().txt_lookup(fqdn.as_str()).await {
-        Ok(lookup) => Ok(lookup
-            .answers()
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::TXT(t) => Some(
-                    t.txt_data
-                        .iter()
-                        .map(|s| String::from_utf8_lossy(s).into_owned())
-                        .collect::<String>(),
-                ),
-                _ => None,
-            })
-            .collect()),
-        Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
-        Err(e) => Err(format!("DNS lookup of {name} failed: {e}")),
-    }
-}
-
 fn spf_fix(domain: &str, addrs: &[IpAddr]) -> String {
     let mechs: Vec<String> = addrs
         .iter()
@@ -99,8 +75,9 @@ fn spf_fix(domain: &str, addrs: &[IpAddr]) -> String {
     format!("publish TXT {domain} \"v=spf1 {mechs} -all\"")
 }
 
-/// Whether the DKIM record of one stored key is published and matches it.
-async fn check_key(auth: &MessageAuthenticator, domain: &str, k: &DkimKeyInfo) -> Check {
+/// Whether the DKIM record of one stored key is published and matches it, looked up
+/// through `auth`'s DNS source.
+pub async fn check_key(auth: &Authenticator, domain: &str, k: &DkimKeyInfo) -> Check {
     let name = format!("{}._domainkey.{domain}", k.selector);
     let check = |status, detail: String| Check {
         check: format!("dkim {} ({}, {})", k.selector, k.algorithm, k.state),
@@ -116,7 +93,7 @@ async fn check_key(auth: &MessageAuthenticator, domain: &str, k: &DkimKeyInfo) -
     } else {
         Status::Warn
     };
-    match txt(auth, &name).await {
+    match auth.dns().txt(&name).await {
         Err(e) => check(Status::Fail, e),
         Ok(records) if records.is_empty() => check(
             missing,
@@ -142,13 +119,25 @@ async fn check_key(auth: &MessageAuthenticator, domain: &str, k: &DkimKeyInfo) -
 /// The DKIM check of one key through the configured resolver (for `dkim activate`).
 pub async fn check_one_key(cfg: &Config, domain: &str, key: &DkimKeyInfo) -> Result<Check, String> {
     let authenticator = Authenticator::from_config(cfg).map_err(|e| e.to_string())?;
-    Ok(check_key(authenticator.message_authenticator(), domain, key).await)
+    Ok(check_key(&authenticator, domain, key).await)
 }
 
-/// Runs the checks for `domain` with the keys stored for it.
+/// Runs the checks for `domain` with the keys stored for it, through the configured
+/// resolver.
 pub async fn check(cfg: &Config, domain: &str, keys: &[DkimKeyInfo]) -> Result<Report, String> {
     let authenticator = Authenticator::from_config(cfg).map_err(|e| e.to_string())?;
-    let auth = authenticator.message_authenticator();
+    Ok(check_with(&authenticator, cfg, domain, keys).await)
+}
+
+/// Runs the checks for `domain` with the keys stored for it, every lookup through
+/// `auth`'s DNS source (a [`StaticZone`](super::StaticZone) in tests).
+pub async fn check_with(
+    auth: &Authenticator,
+    cfg: &Config,
+    domain: &str,
+    keys: &[DkimKeyInfo],
+) -> Report {
+    let mail_auth = auth.dns().authenticator();
     let mut report = Report {
         domain: domain.to_string(),
         checks: Vec::new(),
@@ -156,7 +145,7 @@ pub async fn check(cfg: &Config, domain: &str, keys: &[DkimKeyInfo]) -> Result<R
     let outbound = &cfg.dns.outbound_addresses;
 
     // SPF
-    match txt(auth, domain).await {
+    match auth.dns().txt(domain).await {
         Err(e) => report.push("spf", Status::Fail, e),
         Ok(records) => {
             let spf: Vec<&String> = records
@@ -190,7 +179,7 @@ pub async fn check(cfg: &Config, domain: &str, keys: &[DkimKeyInfo]) -> Result<R
                         );
                         let out = tokio::time::timeout(
                             cfg.dns.timeout.0 * 4 + Duration::from_secs(1),
-                            auth.verify_spf(params),
+                            mail_auth.verify_spf(auth.dns().params(params)),
                         )
                         .await;
                         match out.map(|o| o.result()) {
@@ -249,7 +238,7 @@ pub async fn check(cfg: &Config, domain: &str, keys: &[DkimKeyInfo]) -> Result<R
 
     // DMARC
     let dmarc_name = format!("_dmarc.{domain}");
-    match txt(auth, &dmarc_name).await {
+    match auth.dns().txt(&dmarc_name).await {
         Err(e) => report.push("dmarc", Status::Fail, e),
         Ok(records) => {
             let dmarc: Vec<&String> = records
@@ -285,5 +274,86 @@ pub async fn check(cfg: &Config, domain: &str, keys: &[DkimKeyInfo]) -> Result<R
             }
         }
     }
-    Ok(report)
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authn::StaticZone;
+
+    fn key(state: DkimKeyState) -> DkimKeyInfo {
+        DkimKeyInfo {
+            domain: "acme.test".into(),
+            selector: "ed1".into(),
+            algorithm: Algorithm::Ed25519,
+            public_key: "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=".into(),
+            state,
+            created: 0,
+            activated: None,
+            retired: None,
+        }
+    }
+
+    fn run(zone: StaticZone, outbound: &str, keys: &[DkimKeyInfo]) -> Report {
+        let cfg = Config::parse(
+            &format!("[dns]\noutbound_addresses = [{outbound}]\n"),
+            "test",
+        )
+        .unwrap();
+        let auth = Authenticator::with_zone(zone);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(check_with(&auth, &cfg, "acme.test", keys))
+    }
+
+    fn status(report: &Report, check: &str) -> Status {
+        report
+            .checks
+            .iter()
+            .find(|c| c.check.starts_with(check))
+            .unwrap_or_else(|| panic!("no {check} in {report:?}"))
+            .status
+    }
+
+    #[test]
+    fn published_records_pass() {
+        let k = key(DkimKeyState::Active);
+        let mut zone = StaticZone::new();
+        zone.txt("acme.test", "v=spf1 ip4:192.0.2.0/24 -all")
+            .txt("_dmarc.acme.test", "v=DMARC1; p=reject")
+            .dkim_key(&dkim::dns_record(
+                "acme.test",
+                "ed1",
+                k.algorithm,
+                &k.public_key,
+            ));
+        let report = run(zone, "\"192.0.2.5\"", &[k]);
+        assert!(!report.failed(), "{report:?}");
+        assert_eq!(status(&report, "spf"), Status::Pass);
+        assert_eq!(status(&report, "dkim ed1"), Status::Pass);
+        assert_eq!(status(&report, "dmarc"), Status::Pass);
+    }
+
+    #[test]
+    fn missing_uncovering_and_failing_records() {
+        let mut zone = StaticZone::new();
+        zone.txt("acme.test", "v=spf1 ip4:192.0.2.0/24 -all")
+            .txt("_dmarc.acme.test", "v=DMARC1; p=none");
+        let report = run(zone, "\"203.0.113.1\"", &[key(DkimKeyState::Active)]);
+        assert!(report.failed());
+        assert_eq!(status(&report, "spf"), Status::Fail);
+        assert_eq!(status(&report, "dkim ed1"), Status::Fail);
+        assert_eq!(status(&report, "dmarc"), Status::Warn);
+
+        let mut zone = StaticZone::new();
+        zone.fail("acme.test").fail("_dmarc.acme.test");
+        let report = run(zone, "", &[key(DkimKeyState::Pending)]);
+        assert_eq!(status(&report, "spf"), Status::Fail);
+        assert_eq!(status(&report, "dkim ed1"), Status::Warn);
+        assert_eq!(status(&report, "dmarc"), Status::Fail);
+        assert!(report.checks[0].detail.contains("failed"), "{report:?}");
+    }
 }

@@ -1,0 +1,312 @@
+//! DMARC: the verdict for a From domain (from mail-auth's output), the strictest of
+//! several, and the disposition the configuration gives it ([`action`]).
+
+use std::fmt;
+
+use mail_auth::dmarc::{Alignment, Policy as MaPolicy};
+use mail_auth::{AuthenticatedMessage, DmarcOutput, DmarcResult};
+use serde::Serialize;
+
+use super::{budget_error, describe_error, Outcome, Verdicts};
+use crate::config::{Config, DmarcQuarantineAction, DmarcRejectAction, DnsFailureAction};
+
+/// A DMARC policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Monitor only.
+    None,
+    /// Treat failing mail as suspicious (e.g. junk folder).
+    Quarantine,
+    /// Refuse failing mail.
+    Reject,
+}
+
+impl Policy {
+    fn from_mail_auth(p: MaPolicy) -> Self {
+        match p {
+            MaPolicy::Reject => Policy::Reject,
+            MaPolicy::Quarantine => Policy::Quarantine,
+            MaPolicy::None | MaPolicy::Unspecified => Policy::None,
+        }
+    }
+
+    /// `none`, `quarantine` or `reject`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::None => "none",
+            Policy::Quarantine => "quarantine",
+            Policy::Reject => "reject",
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What to do with a message according to DMARC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Disposition {
+    /// Deliver normally.
+    Accept,
+    /// Deliver as suspicious.
+    Quarantine,
+    /// Refuse (5xx).
+    Reject,
+}
+
+/// The published DMARC record that applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublishedPolicy {
+    /// `p=`: policy for the domain itself.
+    pub p: Policy,
+    /// `sp=`: policy for subdomains (defaults to `p`).
+    pub sp: Policy,
+    /// `np=`: policy for non-existent subdomains (DMARCbis; defaults to `sp`).
+    pub np: Policy,
+    /// `adkim=s`: strict DKIM alignment.
+    pub strict_dkim: bool,
+    /// `aspf=s`: strict SPF alignment.
+    pub strict_spf: bool,
+    /// `t=y`: testing mode (DMARCbis), the applied policy is one step milder.
+    pub testing: bool,
+}
+
+/// The DMARC evaluation of one From domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DmarcVerdict {
+    /// `pass` (an aligned SPF or DKIM pass), `fail`, `none` (no record, or no single
+    /// From domain), `temperror` or `permerror` (broken record).
+    pub result: Outcome,
+    /// The RFC 5322 From domain evaluated (empty when there is none).
+    pub from_domain: String,
+    /// The policy mail-auth applies to this domain: `p=`, or `sp=`/`np=` when the
+    /// record found belongs to a parent domain, made milder by `t=y`. `None` without a
+    /// record.
+    pub policy: Option<Policy>,
+    /// The record's tags, when one was found.
+    pub record: Option<PublishedPolicy>,
+    /// SPF's contribution: `pass` (aligned pass), `fail` (pass but not aligned),
+    /// `temperror`, or `none`.
+    pub spf_aligned: Outcome,
+    /// DKIM's contribution, likewise.
+    pub dkim_aligned: Outcome,
+    /// Why it did not pass, for logs.
+    pub reason: Option<String>,
+}
+
+impl DmarcVerdict {
+    pub(crate) fn none() -> Self {
+        DmarcVerdict {
+            result: Outcome::None,
+            from_domain: String::new(),
+            policy: None,
+            record: None,
+            spf_aligned: Outcome::None,
+            dkim_aligned: Outcome::None,
+            reason: None,
+        }
+    }
+
+    pub(super) fn timed_out(domain: &str) -> Self {
+        DmarcVerdict {
+            result: Outcome::TempError,
+            from_domain: domain.to_string(),
+            reason: Some(describe_error(&budget_error())),
+            ..DmarcVerdict::none()
+        }
+    }
+
+    pub(super) fn from_output(out: &DmarcOutput, domain: &str) -> Self {
+        let map = |r: &DmarcResult| match r {
+            DmarcResult::Pass => Outcome::Pass,
+            DmarcResult::Fail(_) => Outcome::Fail,
+            DmarcResult::TempError(_) => Outcome::TempError,
+            DmarcResult::PermError(_) => Outcome::PermError,
+            DmarcResult::None => Outcome::None,
+        };
+        let overall = out.result();
+        let record = out.dmarc_record().map(|r| PublishedPolicy {
+            p: Policy::from_mail_auth(r.p),
+            sp: Policy::from_mail_auth(r.sp),
+            np: Policy::from_mail_auth(r.np),
+            strict_dkim: r.adkim == Alignment::Strict,
+            strict_spf: r.aspf == Alignment::Strict,
+            testing: r.t,
+        });
+        let reason = match &overall {
+            DmarcResult::Fail(_) => {
+                Some("neither SPF nor DKIM passed in alignment with the From domain".to_string())
+            }
+            DmarcResult::TempError(e) | DmarcResult::PermError(e) => Some(describe_error(e)),
+            _ => None,
+        };
+        DmarcVerdict {
+            result: map(&overall),
+            from_domain: if out.domain().is_empty() {
+                domain.to_string()
+            } else {
+                out.domain().to_string()
+            },
+            policy: record
+                .as_ref()
+                .map(|_| Policy::from_mail_auth(out.policy())),
+            record,
+            spf_aligned: map(out.spf_result()),
+            dkim_aligned: map(out.dkim_result()),
+            reason,
+        }
+    }
+
+    /// Orders verdicts by how much they constrain delivery (higher = stricter).
+    fn severity(&self) -> u8 {
+        match (self.result, self.policy) {
+            (Outcome::Fail, Some(Policy::Reject)) => 6,
+            (Outcome::Fail, Some(Policy::Quarantine)) => 5,
+            (Outcome::TempError, _) => 4,
+            (Outcome::Fail, _) => 3,
+            (Outcome::PermError, _) => 2,
+            (Outcome::None, _) | (Outcome::Neutral, _) | (Outcome::SoftFail, _) => 1,
+            (Outcome::Pass, _) => 0,
+        }
+    }
+}
+
+/// The strictest verdict (the first of equals, i.e. the first From domain).
+pub(super) fn strictest(verdicts: Vec<DmarcVerdict>) -> DmarcVerdict {
+    let mut best: Option<DmarcVerdict> = None;
+    for v in verdicts {
+        if best.as_ref().is_none_or(|b| v.severity() > b.severity()) {
+            best = Some(v);
+        }
+    }
+    best.unwrap_or_else(DmarcVerdict::none)
+}
+
+/// The distinct From domains (lower-case), in order of appearance.
+pub(super) fn from_domains(message: &AuthenticatedMessage<'_>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for address in message.froms() {
+        let Some((_, domain)) = address.rsplit_once('@') else {
+            continue;
+        };
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        if !domain.is_empty() && !out.contains(&domain) {
+            out.push(domain);
+        }
+    }
+    out
+}
+
+/// What to do with a message, from its verdicts and the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Deliver,
+    /// Deliver with the X-Postwarden-Quarantine header.
+    MarkQuarantine(String),
+    /// Postfix's hold queue.
+    Hold(String),
+    Reject(String),
+    Tempfail,
+}
+
+/// The configured consequence of `v` (pure): the DMARC disposition under
+/// `inbound.dmarc_reject` / `inbound.dmarc_quarantine`, and a DNS temporary failure under
+/// `inbound.dns_failure`.
+pub fn action(cfg: &Config, v: &Verdicts) -> Action {
+    let domain = v.dmarc.from_domain.clone();
+    let quarantine = |why: String| match cfg.inbound.dmarc_quarantine {
+        DmarcQuarantineAction::Hold => Action::Hold(why),
+        DmarcQuarantineAction::Header => Action::MarkQuarantine(why),
+        DmarcQuarantineAction::Accept => Action::Deliver,
+    };
+    match v.dmarc_disposition() {
+        Disposition::Reject => match cfg.inbound.dmarc_reject {
+            DmarcRejectAction::Reject => Action::Reject(format!(
+                "Message rejected: it fails DMARC authentication and the domain {domain} publishes p=reject"
+            )),
+            DmarcRejectAction::Quarantine => quarantine(format!("DMARC failure, {domain} publishes p=reject")),
+            DmarcRejectAction::Accept => Action::Deliver,
+        },
+        Disposition::Quarantine => quarantine(format!("DMARC failure, {domain} publishes p=quarantine")),
+        Disposition::Accept => {
+            if v.dns_temporary_failure() && cfg.inbound.dns_failure == DnsFailureAction::Tempfail {
+                Action::Tempfail
+            } else {
+                Action::Deliver
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::verdicts;
+    use super::*;
+
+    #[test]
+    fn strictest_dmarc_wins() {
+        let base = verdicts().dmarc;
+        let pass = base.clone();
+        let mut reject = base.clone();
+        reject.result = Outcome::Fail;
+        reject.from_domain = "forged.example".into();
+        let mut none = base.clone();
+        none.result = Outcome::None;
+        none.policy = None;
+        let got = strictest(vec![pass.clone(), none.clone(), reject.clone()]);
+        assert_eq!(got.from_domain, "forged.example");
+        assert_eq!(
+            strictest(vec![pass.clone(), none.clone()]).result,
+            Outcome::None
+        );
+        assert_eq!(strictest(vec![]).result, Outcome::None);
+    }
+
+    #[test]
+    fn actions_follow_the_configuration() {
+        let cfg =
+            |extra: &str| Config::parse(&format!("[inbound]\n{extra}"), "test").expect("config");
+        let mut v = verdicts();
+        assert_eq!(action(&cfg(""), &v), Action::Deliver);
+
+        v.dmarc.result = Outcome::Fail;
+        match action(&cfg(""), &v) {
+            Action::Reject(text) => {
+                assert!(text.contains("b.example publishes p=reject"), "{text}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            action(
+                &cfg("dmarc_reject = \"quarantine\"\ndmarc_quarantine = \"hold\""),
+                &v
+            ),
+            Action::Hold(_)
+        ));
+        assert_eq!(
+            action(&cfg("dmarc_reject = \"accept\""), &v),
+            Action::Deliver
+        );
+        v.dmarc.policy = Some(Policy::Quarantine);
+        assert!(matches!(
+            action(&cfg("dmarc_quarantine = \"header\""), &v),
+            Action::MarkQuarantine(why) if why.contains("p=quarantine")
+        ));
+        assert_eq!(
+            action(&cfg("dmarc_quarantine = \"accept\""), &v),
+            Action::Deliver
+        );
+
+        v.dmarc.result = Outcome::TempError;
+        assert_eq!(action(&cfg(""), &v), Action::Tempfail);
+        assert_eq!(
+            action(&cfg("dns_failure = \"accept\""), &v),
+            Action::Deliver
+        );
+    }
+}
