@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[path = "common/milter.rs"]
 mod milter_rt;
@@ -263,7 +263,8 @@ async fn session_from(f: &Fixture, mail_from: &str) -> TestConnection {
 }
 
 /// Sends `raw` (an RFC 5322 message with CRLF line ends) as header fields and body, and
-/// returns what the milter did at end of message. No DNS server: well under a second.
+/// returns what the milter did at end of message. No DNS server: the zone's resolver has
+/// none to ask, so a name outside the zone is an immediate temporary error.
 async fn deliver(c: &mut TestConnection, raw: &str) -> (indymilter_test::EomActions, Status) {
     let (head, body) = raw.split_once("\r\n\r\n").expect("header and body");
     let mut fields: Vec<(String, String)> = Vec::new();
@@ -277,18 +278,11 @@ async fn deliver(c: &mut TestConnection, raw: &str) -> (indymilter_test::EomActi
             fields.push((name.to_string(), value.trim_start().to_string()));
         }
     }
-    let start = Instant::now();
     for (name, value) in &fields {
         c.header(name.as_str(), value.as_str()).await.unwrap();
     }
     c.body(body.as_bytes().to_vec()).await.unwrap();
-    let out = c.eom().await.unwrap();
-    assert!(
-        start.elapsed() < Duration::from_millis(500),
-        "answered from memory: {:?}",
-        start.elapsed()
-    );
-    out
+    c.eom().await.unwrap()
 }
 
 /// Our Authentication-Results value (the one inserted at the top).
