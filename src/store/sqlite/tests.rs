@@ -430,12 +430,7 @@ fn dkim_keys_rotate_and_the_store_is_not_world_readable() {
         Some("s1".into())
     );
     let list = s.dkim_list(Some("acme.example")).unwrap();
-    let state = |sel: &str| {
-        list.iter()
-            .find(|k| k.selector == sel)
-            .unwrap()
-            .state
-    };
+    let state = |sel: &str| list.iter().find(|k| k.selector == sel).unwrap().state;
     assert_eq!(
         (
             state("s1").as_str(),
