@@ -1,0 +1,204 @@
+//! `postwarden dkim`: DKIM keys: generate, list, activate (rotate), retire.
+
+use clap::{Subcommand, ValueEnum};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::dkim;
+use crate::model::format_time;
+use crate::store;
+
+use super::context::{domain_arg, open_store};
+use super::output::{domain_text, emit, table, CliError, CliResult};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AlgorithmArg {
+    Rsa,
+    Ed25519,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DkimCmd {
+    /// Generate a key (pending: it signs once activated) and print the DNS record to publish.
+    Keygen {
+        domain: String,
+        #[arg(long, value_enum, default_value = "rsa")]
+        algorithm: AlgorithmArg,
+        /// Selector; default: pw + year and month + r (rsa) or e (ed25519), e.g. pw202611r.
+        #[arg(long)]
+        selector: Option<String>,
+    },
+    /// List keys and their DNS records (never a private key).
+    List {
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Start signing with a key; an active key of the same algorithm is retired. Refused
+    /// while the key's DNS record is not published (checked through [dns]), unless --force.
+    Activate {
+        domain: String,
+        selector: String,
+        /// Activate even if the record cannot be found or checked.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Stop signing with a key (keep its DNS record published until mail signed with it
+    /// has been delivered).
+    Retire { domain: String, selector: String },
+}
+
+pub(super) fn run(cfg: &Config, json: bool, cmd: &DkimCmd) -> CliResult {
+    let mut store = open_store(cfg, matches!(cmd, DkimCmd::Keygen { .. }))?;
+    match cmd {
+        DkimCmd::Keygen {
+            domain,
+            algorithm,
+            selector,
+        } => {
+            let d = domain_arg(domain)?;
+            let alg = match algorithm {
+                AlgorithmArg::Rsa => dkim::Algorithm::Rsa,
+                AlgorithmArg::Ed25519 => dkim::Algorithm::Ed25519,
+            };
+            let selector = selector.clone().unwrap_or_else(|| {
+                let now =
+                    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+                let suffix = if alg == dkim::Algorithm::Rsa {
+                    "r"
+                } else {
+                    "e"
+                };
+                format!("pw{}{}{suffix}", &now[0..4], &now[5..7])
+            });
+            // Refuse early (unknown domain, bad or taken selector) before generating.
+            store::validate_selector(&selector)?;
+            if !store.domain_list(None)?.iter().any(|x| x.name == d) {
+                return Err(CliError::Refused(format!("domain {d} is not registered")));
+            }
+            let pair = dkim::generate(alg).map_err(|e| CliError::Refused(e.to_string()))?;
+            store.dkim_add(
+                &d,
+                &selector,
+                alg,
+                &pair.private_pkcs8_der,
+                &pair.public_key_b64,
+            )?;
+            let rec = pair.dns_record(&d, &selector);
+            emit(
+                json,
+                json!({"domain": d, "selector": selector, "algorithm": alg.as_str(), "state": "pending",
+                       "dns_name": rec.name, "dns_value": rec.value, "dns_strings": rec.strings}),
+                || {
+                    format!(
+                        "DKIM key {selector} ({}) generated for {d}; it does not sign yet.\n\
+                         1. Publish this TXT record:\n\n{}\n\n\
+                         2. Check it: postwarden dns-check {d}\n\
+                         3. Start signing: postwarden dkim activate {d} {selector}",
+                        alg.as_str(),
+                        rec.zone_line()
+                    )
+                },
+            );
+        }
+        DkimCmd::List { domain } => {
+            let d = domain.as_deref().map(domain_arg).transpose()?;
+            if let Some(d) = &d {
+                if !store.domain_list(None)?.iter().any(|x| &x.name == d) {
+                    return Err(CliError::Refused(format!("domain {d} is not registered")));
+                }
+            }
+            let keys = store.dkim_list(d.as_deref())?;
+            let value: Vec<Value> = keys
+                .iter()
+                .map(|k| {
+                    let rec = dkim::dns_record(&k.domain, &k.selector, k.algorithm, &k.public_key);
+                    json!({"domain": k.domain, "selector": k.selector, "algorithm": k.algorithm, "state": k.state,
+                           "created": k.created, "activated": k.activated, "retired": k.retired,
+                           "dns_name": rec.name, "dns_value": rec.value})
+                })
+                .collect();
+            emit(json, Value::Array(value), || {
+                table(
+                    &[
+                        "DOMAIN",
+                        "SELECTOR",
+                        "ALGORITHM",
+                        "STATE",
+                        "CREATED",
+                        "DNS_NAME",
+                    ],
+                    keys.iter()
+                        .map(|k| {
+                            vec![
+                                domain_text(&k.domain),
+                                k.selector.clone(),
+                                k.algorithm.to_string(),
+                                k.state.to_string(),
+                                format_time(k.created),
+                                format!("{}._domainkey.{}", k.selector, k.domain),
+                            ]
+                        })
+                        .collect(),
+                )
+            });
+        }
+        DkimCmd::Activate {
+            domain,
+            selector,
+            force,
+        } => {
+            let d = domain_arg(domain)?;
+            // Signing with a key receivers cannot find makes DKIM fail for every message:
+            // check the record first.
+            if !force {
+                let key = store
+                    .dkim_list(Some(&d))?
+                    .into_iter()
+                    .find(|k| &k.selector == selector)
+                    .ok_or_else(|| {
+                        CliError::Refused(format!(
+                            "domain {d} has no DKIM key with selector {selector}"
+                        ))
+                    })?;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| CliError::Refused(format!("cannot start the runtime: {e}")))?;
+                let check = runtime
+                    .block_on(crate::dnscheck::check_one_key(cfg, &d, &key))
+                    .map_err(CliError::Refused)?;
+                if check.status != crate::dnscheck::Status::Pass {
+                    return Err(CliError::Refused(format!(
+                        "not activated: {}; publish the record (postwarden dkim list shows it), or use --force",
+                        check.detail
+                    )));
+                }
+            }
+            let retired = store.dkim_activate(&d, selector)?;
+            emit(
+                json,
+                json!({"domain": d, "selector": selector, "state": "active", "retired": retired}),
+                || {
+                    match &retired {
+                    Some(old) => format!(
+                        "{d}: now signing with {selector}; {old} retired (keep its DNS record for a few days, then remove it)"
+                    ),
+                    None => format!("{d}: now signing with {selector}"),
+                }
+                },
+            );
+        }
+        DkimCmd::Retire { domain, selector } => {
+            let d = domain_arg(domain)?;
+            store.dkim_retire(&d, selector)?;
+            emit(
+                json,
+                json!({"domain": d, "selector": selector, "state": "retired"}),
+                || {
+                    format!("{d}: {selector} no longer signs; keep its DNS record until mail signed with it has been delivered")
+                },
+            );
+        }
+    }
+    Ok(())
+}
