@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::model::{format_time, AccountKind};
 
 use super::context::open_store;
-use super::output::{emit, table, CliError, CliResult};
+use super::output::{active_text, emit, emit_list, CliError, CliResult};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum KindArg {
@@ -65,27 +65,20 @@ pub(super) fn run(cfg: &Config, json: bool, cmd: &AccountCmd) -> CliResult {
         }
         AccountCmd::List { org } => {
             let list = store.account_list(org.as_deref())?;
-            emit(json, serde_json::to_value(&list).expect("json"), || {
-                table(
-                    &["ADDRESS", "KIND", "ORGANIZATION", "DOMAIN_STATE", "CREATED"],
-                    list.iter()
-                        .map(|a| {
-                            vec![
-                                a.address.clone(),
-                                a.kind.as_str().into(),
-                                a.organization.clone(),
-                                if a.domain_active {
-                                    "active"
-                                } else {
-                                    "inactive"
-                                }
-                                .into(),
-                                format_time(a.created),
-                            ]
-                        })
-                        .collect(),
-                )
-            });
+            emit_list(
+                json,
+                &list,
+                &["ADDRESS", "KIND", "ORGANIZATION", "DOMAIN_STATE", "CREATED"],
+                |a| {
+                    vec![
+                        a.address.clone(),
+                        a.kind.as_str().into(),
+                        a.organization.clone(),
+                        active_text(a.domain_active).into(),
+                        format_time(a.created),
+                    ]
+                },
+            );
         }
         AccountCmd::Remove { address } => {
             let a = normalize_address(address).map_err(CliError::Refused)?;

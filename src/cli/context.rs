@@ -7,7 +7,7 @@ use crate::address::normalize_domain;
 use crate::config::Config;
 use crate::store::{self, prelude::*};
 
-use super::output::CliError;
+use super::output::{CliError, CliResult};
 use super::{Cli, Command};
 
 /// The system configuration file, used when no --config is given and it exists (the
@@ -104,4 +104,29 @@ pub(super) fn open_store(cfg: &Config, create: bool) -> Result<Box<dyn Store>, C
 /// A domain given on the command line, as the store keeps it (lower case, IDNA A-label).
 pub(super) fn domain_arg(input: &str) -> Result<String, CliError> {
     normalize_domain(input).map_err(CliError::Refused)
+}
+
+/// Whether a domain (as [`domain_arg`] gives it) is registered.
+pub(super) fn domain_registered(store: &dyn Store, domain: &str) -> Result<bool, CliError> {
+    Ok(store.domain_list(None)?.iter().any(|x| x.name == domain))
+}
+
+/// Refuses a domain that is not registered.
+pub(super) fn require_domain(store: &dyn Store, domain: &str) -> CliResult {
+    if domain_registered(store, domain)? {
+        Ok(())
+    } else {
+        Err(CliError::Refused(format!(
+            "domain {domain} is not registered"
+        )))
+    }
+}
+
+/// Runs a DNS check to its end: the admin commands are synchronous, the resolver is not.
+pub(super) fn block_on<F: std::future::Future>(check: F) -> Result<F::Output, CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Refused(format!("cannot start the runtime: {e}")))?;
+    Ok(runtime.block_on(check))
 }

@@ -9,7 +9,7 @@ use crate::model::format_time;
 use crate::store;
 
 use super::context::open_store;
-use super::output::{emit, opt_time, table, CliError, CliResult};
+use super::output::{emit, emit_list, opt_time, CliError, CliResult};
 
 #[derive(Debug, Subcommand)]
 pub enum CredentialCmd {
@@ -64,32 +64,30 @@ pub(super) fn run(cfg: &Config, json: bool, cmd: &CredentialCmd) -> CliResult {
         }
         CredentialCmd::List { org } => {
             let list = store.credential_list(org.as_deref())?;
-            emit(json, serde_json::to_value(&list).expect("json"), || {
-                table(
-                    &[
-                        "ORGANIZATION",
-                        "LABEL",
-                        "USERNAME",
-                        "CREATED",
-                        "LAST_USED",
-                        "LAST_IP",
-                        "REVOKED",
-                    ],
-                    list.iter()
-                        .map(|c| {
-                            vec![
-                                c.organization.clone(),
-                                c.label.clone(),
-                                c.username.clone(),
-                                format_time(c.created),
-                                opt_time(c.last_used),
-                                c.last_ip.clone().unwrap_or_else(|| "-".into()),
-                                opt_time(c.revoked),
-                            ]
-                        })
-                        .collect(),
-                )
-            });
+            emit_list(
+                json,
+                &list,
+                &[
+                    "ORGANIZATION",
+                    "LABEL",
+                    "USERNAME",
+                    "CREATED",
+                    "LAST_USED",
+                    "LAST_IP",
+                    "REVOKED",
+                ],
+                |c| {
+                    vec![
+                        c.organization.clone(),
+                        c.label.clone(),
+                        c.username.clone(),
+                        format_time(c.created),
+                        opt_time(c.last_used),
+                        c.last_ip.clone().unwrap_or_else(|| "-".into()),
+                        opt_time(c.revoked),
+                    ]
+                },
+            );
         }
         CredentialCmd::Revoke { username } => {
             store.credential_revoke(username)?;

@@ -8,8 +8,8 @@ use crate::dkim;
 use crate::model::format_time;
 use crate::store::{self, prelude::*};
 
-use super::context::{domain_arg, open_store};
-use super::output::{domain_text, emit, table, CliError, CliResult};
+use super::context::{block_on, domain_arg, open_store, require_domain};
+use super::output::{domain_text, emit, emit_table, CliError, CliResult};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum AlgorithmArg {
@@ -105,9 +105,7 @@ fn keygen(
         .unwrap_or_else(|| default_selector(alg));
     // Refuse early (unknown domain, bad or taken selector) before generating.
     store::validate_selector(&selector)?;
-    if !store.domain_list(None)?.iter().any(|x| x.name == d) {
-        return Err(CliError::Refused(format!("domain {d} is not registered")));
-    }
+    require_domain(store, &d)?;
     let pair = dkim::generate(alg).map_err(|e| CliError::Refused(e.to_string()))?;
     store.dkim_add(
         &d,
@@ -139,9 +137,7 @@ fn keygen(
 fn list(store: &dyn Store, json: bool, domain: Option<&str>) -> CliResult {
     let d = domain.map(domain_arg).transpose()?;
     if let Some(d) = &d {
-        if !store.domain_list(None)?.iter().any(|x| &x.name == d) {
-            return Err(CliError::Refused(format!("domain {d} is not registered")));
-        }
+        require_domain(store, d)?;
     }
     let keys = store.dkim_list(d.as_deref())?;
     let value: Vec<Value> = keys
@@ -153,30 +149,29 @@ fn list(store: &dyn Store, json: bool, domain: Option<&str>) -> CliResult {
                    "dns_name": rec.name, "dns_value": rec.value})
         })
         .collect();
-    emit(json, Value::Array(value), || {
-        table(
-            &[
-                "DOMAIN",
-                "SELECTOR",
-                "ALGORITHM",
-                "STATE",
-                "CREATED",
-                "DNS_NAME",
-            ],
-            keys.iter()
-                .map(|k| {
-                    vec![
-                        domain_text(&k.domain),
-                        k.selector.clone(),
-                        k.algorithm.to_string(),
-                        k.state.to_string(),
-                        format_time(k.created),
-                        format!("{}._domainkey.{}", k.selector, k.domain),
-                    ]
-                })
-                .collect(),
-        )
-    });
+    emit_table(
+        json,
+        Value::Array(value),
+        &[
+            "DOMAIN",
+            "SELECTOR",
+            "ALGORITHM",
+            "STATE",
+            "CREATED",
+            "DNS_NAME",
+        ],
+        &keys,
+        |k| {
+            vec![
+                domain_text(&k.domain),
+                k.selector.clone(),
+                k.algorithm.to_string(),
+                k.state.to_string(),
+                format_time(k.created),
+                format!("{}._domainkey.{}", k.selector, k.domain),
+            ]
+        },
+    );
     Ok(())
 }
 
@@ -203,13 +198,8 @@ fn activate(
                     "domain {d} has no DKIM key with selector {selector}"
                 ))
             })?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| CliError::Refused(format!("cannot start the runtime: {e}")))?;
-        let check = runtime
-            .block_on(crate::dnscheck::check_one_key(cfg, &d, &key))
-            .map_err(CliError::Refused)?;
+        let check =
+            block_on(crate::dnscheck::check_one_key(cfg, &d, &key))?.map_err(CliError::Refused)?;
         if check.status != crate::dnscheck::Status::Pass {
             return Err(CliError::Refused(format!(
                 "not activated: {}; publish the record (postwarden dkim list shows it), or use --force",

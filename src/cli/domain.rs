@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::model::format_time;
 
 use super::context::{domain_arg, open_store};
-use super::output::{domain_text, emit, table, CliResult};
+use super::output::{active_text, domain_text, emit, emit_table, CliResult};
 
 #[derive(Debug, Subcommand)]
 pub enum DomainCmd {
@@ -48,7 +48,7 @@ pub(super) fn run(cfg: &Config, json: bool, cmd: &DomainCmd) -> CliResult {
         } => {
             let d = domain_arg(domain)?;
             store.domain_add(&d, org, !inactive)?;
-            let state = if *inactive { "inactive" } else { "active" };
+            let state = active_text(!inactive);
             emit(
                 json,
                 json!({"name": d, "display": display_domain(&d), "organization": org, "active": !inactive}),
@@ -59,7 +59,7 @@ pub(super) fn run(cfg: &Config, json: bool, cmd: &DomainCmd) -> CliResult {
             let active = matches!(cmd, DomainCmd::Activate { .. });
             let d = domain_arg(domain)?;
             store.domain_set_active(&d, active)?;
-            let state = if active { "active" } else { "inactive" };
+            let state = active_text(active);
             emit(json, json!({"name": d, "active": active}), || {
                 format!("domain {} is now {state}", domain_text(&d))
             });
@@ -73,22 +73,21 @@ pub(super) fn run(cfg: &Config, json: bool, cmd: &DomainCmd) -> CliResult {
                            "active": d.active, "accounts": d.accounts, "created": d.created})
                 })
                 .collect();
-            emit(json, Value::Array(value), || {
-                table(
-                    &["DOMAIN", "ORGANIZATION", "STATE", "ACCOUNTS", "CREATED"],
-                    list.iter()
-                        .map(|d| {
-                            vec![
-                                domain_text(&d.name),
-                                d.organization.clone(),
-                                if d.active { "active" } else { "inactive" }.into(),
-                                d.accounts.to_string(),
-                                format_time(d.created),
-                            ]
-                        })
-                        .collect(),
-                )
-            });
+            emit_table(
+                json,
+                Value::Array(value),
+                &["DOMAIN", "ORGANIZATION", "STATE", "ACCOUNTS", "CREATED"],
+                &list,
+                |d| {
+                    vec![
+                        domain_text(&d.name),
+                        d.organization.clone(),
+                        active_text(d.active).into(),
+                        d.accounts.to_string(),
+                        format_time(d.created),
+                    ]
+                },
+            );
         }
         DomainCmd::Remove { domain, force } => {
             let d = domain_arg(domain)?;

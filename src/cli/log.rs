@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::model::{format_time, now, EventFilter, EventKind};
 
 use super::context::open_store;
-use super::output::{emit, table, CliError, CliResult};
+use super::output::{emit, emit_list, CliError, CliResult};
 
 #[derive(Debug, clap::Args)]
 pub struct LogArgs {
@@ -132,28 +132,26 @@ fn events(cfg: &Config, json: bool, args: &LogArgs) -> CliResult {
 fn discovered(cfg: &Config, json: bool, args: &LogArgs) -> CliResult {
     let store = open_store(cfg, false)?;
     let list = store.discovered(args.org.as_deref())?;
-    emit(json, serde_json::to_value(&list).expect("json"), || {
-        table(
-            &[
-                "ADDRESS",
-                "ORGANIZATION",
-                "MESSAGES",
-                "FIRST_SEEN",
-                "LAST_SEEN",
-            ],
-            list.iter()
-                .map(|d| {
-                    vec![
-                        d.address.clone(),
-                        d.organization.clone(),
-                        d.messages.to_string(),
-                        format_time(d.first_seen),
-                        format_time(d.last_seen),
-                    ]
-                })
-                .collect(),
-        )
-    });
+    emit_list(
+        json,
+        &list,
+        &[
+            "ADDRESS",
+            "ORGANIZATION",
+            "MESSAGES",
+            "FIRST_SEEN",
+            "LAST_SEEN",
+        ],
+        |d| {
+            vec![
+                d.address.clone(),
+                d.organization.clone(),
+                d.messages.to_string(),
+                format_time(d.first_seen),
+                format_time(d.last_seen),
+            ]
+        },
+    );
     Ok(())
 }
 

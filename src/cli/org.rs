@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::model::{format_time, SenderCheck};
 
 use super::context::open_store;
-use super::output::{emit, table, CliResult};
+use super::output::{emit, emit_list, CliResult};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum SenderCheckArg {
@@ -70,30 +70,28 @@ pub(super) fn run(cfg: &Config, json: bool, cmd: &OrgCmd) -> CliResult {
         }
         OrgCmd::List => {
             let orgs = store.org_list()?;
-            emit(json, serde_json::to_value(&orgs).expect("json"), || {
-                table(
-                    &[
-                        "NAME",
-                        "SENDER_CHECK",
-                        "DOMAINS",
-                        "ACCOUNTS",
-                        "CREDENTIALS",
-                        "CREATED",
-                    ],
-                    orgs.iter()
-                        .map(|o| {
-                            vec![
-                                o.name.clone(),
-                                o.sender_check.as_str().into(),
-                                o.domains.to_string(),
-                                o.accounts.to_string(),
-                                o.credentials.to_string(),
-                                format_time(o.created),
-                            ]
-                        })
-                        .collect(),
-                )
-            });
+            emit_list(
+                json,
+                &orgs,
+                &[
+                    "NAME",
+                    "SENDER_CHECK",
+                    "DOMAINS",
+                    "ACCOUNTS",
+                    "CREDENTIALS",
+                    "CREATED",
+                ],
+                |o| {
+                    vec![
+                        o.name.clone(),
+                        o.sender_check.as_str().into(),
+                        o.domains.to_string(),
+                        o.accounts.to_string(),
+                        o.credentials.to_string(),
+                        format_time(o.created),
+                    ]
+                },
+            );
         }
         OrgCmd::Remove { name, force } => {
             store.org_remove(name, *force)?;

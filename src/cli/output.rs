@@ -1,6 +1,7 @@
 //! How a command ends: its error and exit code, and what it prints (one JSON document with
 //! `--json`, otherwise text or a table), with the formatting helpers the tables share.
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::address::display_domain;
@@ -60,6 +61,30 @@ pub(super) fn emit(json: bool, value: Value, text: impl FnOnce() -> String) {
     }
 }
 
+/// A list: `value` with --json, otherwise a table with one row per item.
+pub(super) fn emit_table<T>(
+    json: bool,
+    value: Value,
+    headers: &[&str],
+    items: &[T],
+    row: impl Fn(&T) -> Vec<String>,
+) {
+    emit(json, value, || {
+        table(headers, items.iter().map(row).collect())
+    })
+}
+
+/// A list whose JSON document is the items themselves; otherwise a table as [`emit_table`].
+pub(super) fn emit_list<T: Serialize>(
+    json: bool,
+    items: &[T],
+    headers: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) {
+    let value = serde_json::to_value(items).expect("json");
+    emit_table(json, value, headers, items, row)
+}
+
 /// Left-aligned columns separated by two spaces.
 pub(super) fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
@@ -86,6 +111,15 @@ pub(super) fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
 
 pub(super) fn opt_time(t: Option<i64>) -> String {
     t.map(format_time).unwrap_or_else(|| "-".into())
+}
+
+/// A domain's (or its accounts') state as the tables and messages word it.
+pub(super) fn active_text(active: bool) -> &'static str {
+    if active {
+        "active"
+    } else {
+        "inactive"
+    }
 }
 
 pub(super) fn domain_text(a_label: &str) -> String {
