@@ -210,7 +210,10 @@ async fn foreign_and_unknown_domains_get_the_same_553() {
     assert_eq!(evs.len(), 2);
     assert!(evs.iter().all(|e| e.outcome == "reject"));
     // A refusal at MAIL still names the login's organization.
-    assert!(evs.iter().all(|e| e.org.as_deref() == Some("acme")), "{evs:?}");
+    assert!(
+        evs.iter().all(|e| e.org.as_deref() == Some("acme")),
+        "{evs:?}"
+    );
     assert!(evs[0]
         .reason
         .as_deref()

@@ -198,8 +198,8 @@ fn activate(
                     "domain {d} has no DKIM key with selector {selector}"
                 ))
             })?;
-        let check =
-            block_on(crate::authn::dnscheck::check_one_key(cfg, &d, &key))?.map_err(CliError::Refused)?;
+        let check = block_on(crate::authn::dnscheck::check_one_key(cfg, &d, &key))?
+            .map_err(CliError::Refused)?;
         if check.status != crate::authn::dnscheck::Status::Pass {
             return Err(CliError::Refused(format!(
                 "not activated: {}; publish the record (postwarden dkim list shows it), or use --force",

@@ -15,7 +15,8 @@ pub(super) fn run(cfg: &Config, json: bool, domain: &str) -> CliResult {
         )));
     }
     let keys = store.dkim_list(Some(&d))?;
-    let report = block_on(crate::authn::dnscheck::check(cfg, &d, &keys))?.map_err(CliError::Refused)?;
+    let report =
+        block_on(crate::authn::dnscheck::check(cfg, &d, &keys))?.map_err(CliError::Refused)?;
     emit_table(
         json,
         serde_json::to_value(&report).expect("json"),
