@@ -25,7 +25,7 @@ use mail_auth::hickory_resolver::config::{
     NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
 use mail_auth::hickory_resolver::proto::op::ResponseCode;
-use mail_auth::hickory_resolver::proto::rr::RData;
+use mail_auth::hickory_resolver::proto::rr::{RData, RecordType};
 use mail_auth::hickory_resolver::system_conf::read_system_conf;
 use mail_auth::spf::{Macro, Spf};
 use mail_auth::{
@@ -173,6 +173,167 @@ impl Dns {
     }
 }
 
+/// Why a lookup gave no records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupFailure {
+    /// The name does not exist (NXDOMAIN), or holds no record of the type asked.
+    NotFound,
+    /// A temporary failure: timeout, SERVFAIL, no server reachable, a CNAME loop.
+    Temporary(String),
+}
+
+impl Dns {
+    /// The IPv4 addresses of `name`.
+    pub async fn a(&self, name: &str) -> Result<Vec<Ipv4Addr>, LookupFailure> {
+        if let Some(zone) = &self.cache.0 {
+            return zone.lookup(&fqdn(name), &zone.a);
+        }
+        let answers = self.lookup(&fqdn(name), RecordType::A).await?;
+        non_empty(
+            answers
+                .into_iter()
+                .filter_map(|r| match r {
+                    RData::A(a) => Some(a.0),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// The IPv6 addresses of `name`.
+    pub async fn aaaa(&self, name: &str) -> Result<Vec<Ipv6Addr>, LookupFailure> {
+        if let Some(zone) = &self.cache.0 {
+            return zone.lookup(&fqdn(name), &zone.aaaa);
+        }
+        let answers = self.lookup(&fqdn(name), RecordType::AAAA).await?;
+        non_empty(
+            answers
+                .into_iter()
+                .filter_map(|r| match r {
+                    RData::AAAA(a) => Some(a.0),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// The mail exchangers of `name`, lowest preference first.
+    pub async fn mx_hosts(&self, name: &str) -> Result<Vec<String>, LookupFailure> {
+        let mut mx: Vec<(u16, String)> = if let Some(zone) = &self.cache.0 {
+            zone.lookup(&fqdn(name), &zone.mx)?
+                .into_iter()
+                .map(|(p, e)| (p, e.into_string()))
+                .collect()
+        } else {
+            self.lookup(&fqdn(name), RecordType::MX)
+                .await?
+                .into_iter()
+                .filter_map(|r| match r {
+                    RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
+                    _ => None,
+                })
+                .collect()
+        };
+        mx.sort_by_key(|(p, _)| *p);
+        non_empty(mx.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// The TXT records of `name`, each as one string (its character-strings joined).
+    pub async fn txt_records(&self, name: &str) -> Result<Vec<String>, LookupFailure> {
+        if let Some(zone) = &self.cache.0 {
+            return zone.lookup(&fqdn(name), &zone.txt);
+        }
+        let answers = self.lookup(&fqdn(name), RecordType::TXT).await?;
+        non_empty(
+            answers
+                .into_iter()
+                .filter_map(|r| match r {
+                    RData::TXT(t) => Some(
+                        t.txt_data
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s).into_owned())
+                            .collect::<String>(),
+                    ),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// The names `ip` points back to (PTR records of its reverse name).
+    pub async fn ptr_names(&self, ip: IpAddr) -> Result<Vec<String>, LookupFailure> {
+        let reverse = reverse_name(ip);
+        if let Some(zone) = &self.cache.0 {
+            if zone.failing.contains(reverse.as_str()) {
+                return Err(LookupFailure::Temporary(
+                    "temporary failure (static zone)".into(),
+                ));
+            }
+            return non_empty(
+                zone.ptr
+                    .get(&ip)
+                    .map(|v| v.iter().map(|n| n.to_string()).collect())
+                    .unwrap_or_default(),
+            );
+        }
+        let answers = self.lookup(&reverse, RecordType::PTR).await?;
+        non_empty(
+            answers
+                .into_iter()
+                .filter_map(|r| match r {
+                    RData::PTR(p) => Some(p.0.to_ascii()),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// The answer records of one query to the resolver.
+    async fn lookup(&self, fqdn: &str, kind: RecordType) -> Result<Vec<RData>, LookupFailure> {
+        match self.resolver.resolver().lookup(fqdn, kind).await {
+            Ok(lookup) => Ok(lookup.answers().iter().map(|r| r.data.clone()).collect()),
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => {
+                // A "no records" answer carrying SERVFAIL or REFUSED is no answer at all.
+                let text = e.to_string();
+                if text.contains("ServFail") || text.contains("Refused") {
+                    Err(LookupFailure::Temporary(text))
+                } else {
+                    Err(LookupFailure::NotFound)
+                }
+            }
+            Err(e) => Err(LookupFailure::Temporary(format!(
+                "DNS lookup of {fqdn} {kind} failed: {e}"
+            ))),
+        }
+    }
+}
+
+fn non_empty<T>(records: Vec<T>) -> Result<Vec<T>, LookupFailure> {
+    if records.is_empty() {
+        Err(LookupFailure::NotFound)
+    } else {
+        Ok(records)
+    }
+}
+
+/// The reverse-lookup name of `ip` (`in-addr.arpa` or nibble `ip6.arpa`), with the dot.
+fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("{d}.{c}.{b}.{a}.in-addr.arpa.")
+        }
+        IpAddr::V6(v6) => {
+            let mut out = String::new();
+            for byte in v6.octets().iter().rev() {
+                out.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
+            }
+            out.push_str("ip6.arpa.");
+            out
+        }
+    }
+}
+
 /// DNS answers held in memory: TXT, A, AAAA, MX and PTR records, and names that fail
 /// temporarily. Build one, then hand it to
 /// [`Authenticator::with_zone`](super::Authenticator::with_zone).
@@ -204,6 +365,8 @@ pub struct StaticZone {
     mx: HashMap<Box<str>, Vec<(u16, Box<str>)>>,
     ptr: HashMap<IpAddr, Vec<Box<str>>>,
     failing: HashSet<Box<str>>,
+    /// Aliases (CNAME): a lookup of the name is a lookup of the target.
+    cname: HashMap<Box<str>, Box<str>>,
     /// Every name holding at least one record (of any type).
     names: HashSet<Box<str>>,
 }
@@ -263,6 +426,28 @@ impl StaticZone {
         self
     }
 
+    /// Makes `name` an alias (CNAME) of `target`: every lookup of `name` follows it. A
+    /// chain longer than 8 links (or a loop) is a temporary failure, as resolvers answer
+    /// SERVFAIL for it.
+    pub fn cname(&mut self, name: &str, target: &str) -> &mut Self {
+        let name = self.name(name);
+        self.cname.insert(name, fqdn(target).into_boxed_str());
+        self
+    }
+
+    /// The name a lookup of `name` ends at after following aliases; `None` for a loop
+    /// or a chain too long.
+    pub(crate) fn canonical<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        let mut name = name;
+        for _ in 0..=8 {
+            match self.cname.get(name) {
+                Some(target) => name = target,
+                None => return Some(name),
+            }
+        }
+        None
+    }
+
     /// Makes every lookup of `name` (any type) a temporary failure.
     pub fn fail(&mut self, name: &str) -> &mut Self {
         let name = fqdn(name).into_boxed_str();
@@ -275,6 +460,24 @@ impl StaticZone {
         let name = fqdn(name).into_boxed_str();
         self.names.insert(name.clone());
         name
+    }
+
+    /// One type's records at `fqdn`, after aliases: a failing name (or alias loop) is a
+    /// temporary failure, no records at all `NotFound`.
+    fn lookup<T: Clone>(
+        &self,
+        fqdn: &str,
+        map: &HashMap<Box<str>, Vec<T>>,
+    ) -> Result<Vec<T>, LookupFailure> {
+        let temporary = || LookupFailure::Temporary("temporary failure (static zone)".into());
+        if self.failing.contains(fqdn) {
+            return Err(temporary());
+        }
+        let name = self.canonical(fqdn).ok_or_else(temporary)?;
+        if self.failing.contains(name) {
+            return Err(temporary());
+        }
+        non_empty(map.get(name).cloned().unwrap_or_default())
     }
 
     fn txt_answer<Q>(&self, name: &Q) -> Txt

@@ -18,12 +18,14 @@ pub(crate) fn verdicts() -> Verdicts {
             domain: "mail.b.example".into(),
             identity: "postmaster@mail.b.example".into(),
             explanation: None,
+            cause: None,
         },
         spf_mail_from: SpfVerdict {
             result: Outcome::Pass,
             domain: "b.example".into(),
             identity: "a@b.example".into(),
             explanation: None,
+            cause: None,
         },
         dkim: vec![DkimVerdict {
             result: Outcome::Pass,
