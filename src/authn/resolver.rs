@@ -24,8 +24,9 @@ use mail_auth::dmarc::Dmarc;
 use mail_auth::hickory_resolver::config::{
     NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
+use mail_auth::hickory_resolver::net::{DnsError as NetDnsError, NetError, NoRecords};
 use mail_auth::hickory_resolver::proto::op::ResponseCode;
-use mail_auth::hickory_resolver::proto::rr::{RData, RecordType};
+use mail_auth::hickory_resolver::proto::rr::{Name, RData, RecordType};
 use mail_auth::hickory_resolver::system_conf::read_system_conf;
 use mail_auth::spf::{Macro, Spf};
 use mail_auth::{
@@ -290,17 +291,19 @@ impl Dns {
 
     /// The answer records of one query to the resolver.
     async fn lookup(&self, fqdn: &str, kind: RecordType) -> Result<Vec<RData>, LookupFailure> {
-        match self.resolver.resolver().lookup(fqdn, kind).await {
+        // A name DNS cannot carry (a label over 63 octets, an empty label) has no records:
+        // a permanent condition, never a temporary failure.
+        let Ok(name) = Name::from_ascii(fqdn) else {
+            return Err(LookupFailure::NotFound);
+        };
+        match self.resolver.resolver().lookup(name, kind).await {
             Ok(lookup) => Ok(lookup.answers().iter().map(|r| r.data.clone()).collect()),
-            Err(e) if e.is_no_records_found() || e.is_nx_domain() => {
-                // A "no records" answer carrying SERVFAIL or REFUSED is no answer at all.
-                let text = e.to_string();
-                if text.contains("ServFail") || text.contains("Refused") {
-                    Err(LookupFailure::Temporary(text))
-                } else {
-                    Err(LookupFailure::NotFound)
-                }
-            }
+            // NXDOMAIN, or the name exists without records of this type.
+            Err(NetError::Dns(NetDnsError::NoRecordsFound(NoRecords {
+                response_code: ResponseCode::NXDomain | ResponseCode::NoError,
+                ..
+            }))) => Err(LookupFailure::NotFound),
+            // Timeouts, SERVFAIL, REFUSED, unreachable servers: try again later.
             Err(e) => Err(LookupFailure::Temporary(format!(
                 "DNS lookup of {fqdn} {kind} failed: {e}"
             ))),
@@ -345,11 +348,13 @@ fn reverse_name(ip: IpAddr) -> String {
 ///   for wins). A name that holds nothing at all is NXDOMAIN; a name that holds only other
 ///   types answers "no records".
 /// * **A, AAAA, MX, PTR**: the records added, or an empty answer when there are none,
-///   which SPF treats exactly like NXDOMAIN. Two places in mail-auth 0.13 cannot see the
+///   which SPF treats exactly like NXDOMAIN. DMARC (mail-auth 0.13) cannot see the
 ///   difference between an empty answer and a name that does not exist, because its
-///   caches hold only positive address answers: the SPF `exists:` mechanism matches every
-///   name, and DMARC never applies `np=` (a subdomain without its own record gets `sp=`).
-///   Tests of those two need a real DNS server (`tests/verdicts_dns.rs`).
+///   caches hold only positive address answers: it never applies `np=` (a subdomain
+///   without its own record gets `sp=`); a test of that needs a real DNS server
+///   (`tests/verdicts_dns.rs`). SPF asks through [`Dns::a`] and its siblings, which tell
+///   "no records" from a temporary failure.
+/// * **CNAME** ([`cname`](Self::cname)): every lookup of the alias is one of its target.
 /// * A name given to [`fail`](Self::fail) answers every lookup with a temporary failure
 ///   (like SERVFAIL or a timeout), immediately.
 ///
@@ -789,6 +794,69 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[test]
+    fn resolver_lookups_tell_temporary_from_permanent() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // Nothing answers on port 9: a timeout, temporary.
+            let dns = Dns::resolver(
+                &["127.0.0.1:9".parse().unwrap()],
+                Duration::from_millis(200),
+            )
+            .unwrap();
+            assert!(matches!(
+                dns.a("example.test").await,
+                Err(LookupFailure::Temporary(_))
+            ));
+            // A name DNS cannot carry is answered at once, and never as temporary.
+            let long = format!("{}.example.test", "a".repeat(64));
+            assert_eq!(dns.txt_records(&long).await, Err(LookupFailure::NotFound));
+            assert_eq!(
+                dns.mx_hosts("a..example.test").await,
+                Err(LookupFailure::NotFound)
+            );
+        });
+    }
+
+    #[test]
+    fn zone_lookups_follow_aliases_and_fail_on_loops() {
+        let mut zone = StaticZone::new();
+        zone.cname("alias.test", "target.test")
+            .address("target.test", "192.0.2.1".parse().unwrap())
+            .cname("loop1.test", "loop2.test")
+            .cname("loop2.test", "loop1.test")
+            .fail("down.test")
+            .ptr("192.0.2.1".parse().unwrap(), "target.test");
+        let dns = Dns::zone(zone);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            assert_eq!(
+                dns.a("Alias.test.").await,
+                Ok(vec!["192.0.2.1".parse::<Ipv4Addr>().unwrap()])
+            );
+            assert_eq!(dns.aaaa("alias.test").await, Err(LookupFailure::NotFound));
+            assert_eq!(dns.a("nowhere.test").await, Err(LookupFailure::NotFound));
+            assert!(matches!(
+                dns.a("loop1.test").await,
+                Err(LookupFailure::Temporary(_))
+            ));
+            assert!(matches!(
+                dns.txt_records("down.test").await,
+                Err(LookupFailure::Temporary(_))
+            ));
+            assert_eq!(
+                dns.ptr_names("192.0.2.1".parse().unwrap()).await,
+                Ok(vec!["target.test.".to_string()])
+            );
+        });
     }
 
     #[test]

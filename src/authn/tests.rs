@@ -322,3 +322,27 @@ fn zone_second_from_domain_cannot_escape_reject() {
     assert_eq!(v.dmarc.from_domain, "sender.test");
     assert_eq!(v.dmarc_disposition(), Disposition::Reject);
 }
+
+#[test]
+fn zone_spf_helo_literal_is_none_and_causes_are_named() {
+    let auth = Authenticator::with_zone(zone());
+    let msg = message("Alice <alice@sender.test>", "hello\r\n", None);
+    // A HELO address literal is not checked (RFC 7208 section 2.3); MAIL FROM still is,
+    // and its pass carries DMARC through SPF alignment.
+    let v = evaluate(&auth, CLIENT, "[192.0.2.25]", "alice@sender.test", &msg);
+    assert_eq!(v.spf_helo.result, Outcome::None);
+    assert_eq!(v.spf_mail_from.result, Outcome::Pass);
+    assert_eq!(
+        v.spf_mail_from.cause.as_deref(),
+        Some(format!("ip4:{CLIENT}").as_str())
+    );
+    assert_eq!(v.dmarc.spf_aligned, Outcome::Pass);
+    assert_eq!(v.dmarc.result, Outcome::Pass);
+    // A null sender with a HELO literal: nothing to check.
+    let v = evaluate(&auth, CLIENT, "[192.0.2.25]", "<>", &msg);
+    assert_eq!(v.spf_mail_from.result, Outcome::None);
+    // A DNS failure is temperror, with the cause named.
+    let v = evaluate(&auth, CLIENT, "mail.sender.test", "a@down.test", &msg);
+    assert_eq!(v.spf_mail_from.result, Outcome::TempError);
+    assert_eq!(v.spf_mail_from.cause.as_deref(), Some("DNS lookup failed"));
+}
