@@ -338,6 +338,15 @@ fn zone_spf_helo_literal_is_none_and_causes_are_named() {
     );
     assert_eq!(v.dmarc.spf_aligned, Outcome::Pass);
     assert_eq!(v.dmarc.result, Outcome::Pass);
+    // A fully qualified sender domain (trailing dot) is the same domain.
+    let v = evaluate(
+        &auth,
+        CLIENT,
+        "mail.sender.test",
+        "alice@sender.test.",
+        &msg,
+    );
+    assert_eq!(v.spf_mail_from.result, Outcome::Pass);
     // A null sender with a HELO literal: nothing to check.
     let v = evaluate(&auth, CLIENT, "[192.0.2.25]", "<>", &msg);
     assert_eq!(v.spf_mail_from.result, Outcome::None);
