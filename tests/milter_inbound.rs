@@ -294,10 +294,11 @@ fn our_results(actions: &indymilter_test::EomActions) -> String {
 #[tokio::test]
 async fn spf_pass_fail_and_softfail_are_reported() {
     let f = start_with("", Some(zone())).await;
-    for (sender, result) in [
-        ("a@pass.test", "pass"),
-        ("b@fail.test", "fail"),
-        ("c@soft.test", "softfail"),
+    let pass_mechanism = format!("ip4:{CLIENT}");
+    for (sender, result, mechanism) in [
+        ("a@pass.test", "pass", pass_mechanism.as_str()),
+        ("b@fail.test", "fail", "all"),
+        ("c@soft.test", "softfail", "all"),
     ] {
         let mut c = session_from(&f, sender).await;
         let (actions, status) = deliver(&mut c, &message(sender, false)).await;
@@ -305,6 +306,13 @@ async fn spf_pass_fail_and_softfail_are_reported() {
         let ar = our_results(&actions);
         assert!(
             ar.contains(&format!("spf={result} smtp.mailfrom={sender}")),
+            "{ar}"
+        );
+        // The mechanism that decided it, in a comment after the property.
+        assert!(
+            ar.contains(&format!(
+                "smtp.mailfrom={sender} (mechanism {mechanism} matched)"
+            )),
             "{ar}"
         );
         assert!(ar.contains("dkim=none"), "{ar}");

@@ -49,13 +49,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{AuthenticatedMessage, DkimOutput, DnsError, Error};
 use serde::Serialize;
 
 pub use dkim::DkimVerdict;
 pub use dmarc::{action, Action, Disposition, DmarcVerdict, Policy, PublishedPolicy};
-pub use resolver::{Dns, ResolverError, StaticZone};
+pub use resolver::{Dns, LookupFailure, ResolverError, StaticZone};
 pub use results::{authentication_results, authserv_id, claims_authserv_id, hostname};
 pub use spf::SpfVerdict;
 
@@ -171,19 +170,21 @@ impl Authenticator {
 
         // Stage 1: SPF (HELO and MAIL FROM) and DKIM, concurrently.
         let spf_helo = async {
-            let params = SpfParameters::verify_ehlo(ip, &helo, &self.hostname);
-            let out =
-                tokio::time::timeout(stage1, mail_auth.verify_spf(self.dns.params(params))).await;
-            out.unwrap_or_else(|_| spf::timed_out(&helo))
+            let check = spf::check(&self.dns, &self.hostname, ip, &helo, None);
+            match tokio::time::timeout(stage1, check).await {
+                Ok(checked) => checked,
+                Err(_) => spf::Checked::timed_out(&helo, format!("postmaster@{helo}")),
+            }
         };
         let spf_mail_from = async {
             if mail_from.is_empty() {
                 return None;
             }
-            let params = SpfParameters::verify_mail_from(ip, &helo, &self.hostname, &mail_from);
-            let out =
-                tokio::time::timeout(stage1, mail_auth.verify_spf(self.dns.params(params))).await;
-            Some(out.unwrap_or_else(|_| spf::timed_out(domain_of(&mail_from))))
+            let check = spf::check(&self.dns, &self.hostname, ip, &helo, Some(&mail_from));
+            Some(match tokio::time::timeout(stage1, check).await {
+                Ok(checked) => checked,
+                Err(_) => spf::Checked::timed_out(domain_of(&mail_from), mail_from.clone()),
+            })
         };
         let dkim = async {
             let Some(message) = parsed.as_ref() else {
@@ -204,8 +205,8 @@ impl Authenticator {
 
         // The identity DMARC aligns with SPF: MAIL FROM, or HELO for a null sender.
         let (spf_for_dmarc, spf_domain) = match &spf_mail_from_out {
-            Some(out) => (out, out.domain().to_string()),
-            None => (&spf_helo_out, helo.clone()),
+            Some(checked) => (&checked.output, checked.output.domain().to_string()),
+            None => (&spf_helo_out.output, helo.clone()),
         };
 
         // Stage 2: DMARC for each distinct From domain, within what is left of the budget.
@@ -240,9 +241,9 @@ impl Authenticator {
             _ => DmarcVerdict::none(),
         };
 
-        let spf_helo = SpfVerdict::from_output(&spf_helo_out, format!("postmaster@{helo}"));
-        let spf_mail_from = match &spf_mail_from_out {
-            Some(out) => SpfVerdict::from_output(out, mail_from.clone()),
+        let spf_helo = spf_helo_out.verdict;
+        let spf_mail_from = match spf_mail_from_out {
+            Some(checked) => checked.verdict,
             None => spf_helo.clone(),
         };
         Verdicts {

@@ -24,8 +24,9 @@ use mail_auth::dmarc::Dmarc;
 use mail_auth::hickory_resolver::config::{
     NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
+use mail_auth::hickory_resolver::net::{DnsError as NetDnsError, NetError, NoRecords};
 use mail_auth::hickory_resolver::proto::op::ResponseCode;
-use mail_auth::hickory_resolver::proto::rr::RData;
+use mail_auth::hickory_resolver::proto::rr::{Name, RData, RecordType};
 use mail_auth::hickory_resolver::system_conf::read_system_conf;
 use mail_auth::spf::{Macro, Spf};
 use mail_auth::{
@@ -173,6 +174,169 @@ impl Dns {
     }
 }
 
+/// Why a lookup gave no records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupFailure {
+    /// The name does not exist (NXDOMAIN), or holds no record of the type asked.
+    NotFound,
+    /// A temporary failure: timeout, SERVFAIL, no server reachable, a CNAME loop.
+    Temporary(String),
+}
+
+impl Dns {
+    /// The IPv4 addresses of `name`.
+    pub async fn a(&self, name: &str) -> Result<Vec<Ipv4Addr>, LookupFailure> {
+        if let Some(zone) = &self.cache.0 {
+            return zone.lookup(&fqdn(name), &zone.a);
+        }
+        let answers = self.lookup(&fqdn(name), RecordType::A).await?;
+        non_empty(
+            answers
+                .into_iter()
+                .filter_map(|r| match r {
+                    RData::A(a) => Some(a.0),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// The IPv6 addresses of `name`.
+    pub async fn aaaa(&self, name: &str) -> Result<Vec<Ipv6Addr>, LookupFailure> {
+        if let Some(zone) = &self.cache.0 {
+            return zone.lookup(&fqdn(name), &zone.aaaa);
+        }
+        let answers = self.lookup(&fqdn(name), RecordType::AAAA).await?;
+        non_empty(
+            answers
+                .into_iter()
+                .filter_map(|r| match r {
+                    RData::AAAA(a) => Some(a.0),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// The mail exchangers of `name`, lowest preference first.
+    pub async fn mx_hosts(&self, name: &str) -> Result<Vec<String>, LookupFailure> {
+        let mut mx: Vec<(u16, String)> = if let Some(zone) = &self.cache.0 {
+            zone.lookup(&fqdn(name), &zone.mx)?
+                .into_iter()
+                .map(|(p, e)| (p, e.into_string()))
+                .collect()
+        } else {
+            self.lookup(&fqdn(name), RecordType::MX)
+                .await?
+                .into_iter()
+                .filter_map(|r| match r {
+                    RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
+                    _ => None,
+                })
+                .collect()
+        };
+        mx.sort_by_key(|(p, _)| *p);
+        non_empty(mx.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// The TXT records of `name`, each as one string (its character-strings joined).
+    pub async fn txt_records(&self, name: &str) -> Result<Vec<String>, LookupFailure> {
+        if let Some(zone) = &self.cache.0 {
+            return zone.lookup(&fqdn(name), &zone.txt);
+        }
+        let answers = self.lookup(&fqdn(name), RecordType::TXT).await?;
+        non_empty(
+            answers
+                .into_iter()
+                .filter_map(|r| match r {
+                    RData::TXT(t) => Some(
+                        t.txt_data
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s).into_owned())
+                            .collect::<String>(),
+                    ),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// The names `ip` points back to (PTR records of its reverse name).
+    pub async fn ptr_names(&self, ip: IpAddr) -> Result<Vec<String>, LookupFailure> {
+        let reverse = reverse_name(ip);
+        if let Some(zone) = &self.cache.0 {
+            if zone.failing.contains(reverse.as_str()) {
+                return Err(LookupFailure::Temporary(
+                    "temporary failure (static zone)".into(),
+                ));
+            }
+            return non_empty(
+                zone.ptr
+                    .get(&ip)
+                    .map(|v| v.iter().map(|n| n.to_string()).collect())
+                    .unwrap_or_default(),
+            );
+        }
+        let answers = self.lookup(&reverse, RecordType::PTR).await?;
+        non_empty(
+            answers
+                .into_iter()
+                .filter_map(|r| match r {
+                    RData::PTR(p) => Some(p.0.to_ascii()),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// The answer records of one query to the resolver.
+    async fn lookup(&self, fqdn: &str, kind: RecordType) -> Result<Vec<RData>, LookupFailure> {
+        // A name DNS cannot carry (a label over 63 octets, an empty label) has no records:
+        // a permanent condition, never a temporary failure.
+        let Ok(name) = Name::from_ascii(fqdn) else {
+            return Err(LookupFailure::NotFound);
+        };
+        match self.resolver.resolver().lookup(name, kind).await {
+            Ok(lookup) => Ok(lookup.answers().iter().map(|r| r.data.clone()).collect()),
+            // NXDOMAIN, or the name exists without records of this type.
+            Err(NetError::Dns(NetDnsError::NoRecordsFound(NoRecords {
+                response_code: ResponseCode::NXDomain | ResponseCode::NoError,
+                ..
+            }))) => Err(LookupFailure::NotFound),
+            // Timeouts, SERVFAIL, REFUSED, unreachable servers: try again later.
+            Err(e) => Err(LookupFailure::Temporary(format!(
+                "DNS lookup of {fqdn} {kind} failed: {e}"
+            ))),
+        }
+    }
+}
+
+fn non_empty<T>(records: Vec<T>) -> Result<Vec<T>, LookupFailure> {
+    if records.is_empty() {
+        Err(LookupFailure::NotFound)
+    } else {
+        Ok(records)
+    }
+}
+
+/// The reverse-lookup name of `ip` (`in-addr.arpa` or nibble `ip6.arpa`), with the dot.
+fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("{d}.{c}.{b}.{a}.in-addr.arpa.")
+        }
+        IpAddr::V6(v6) => {
+            let mut out = String::new();
+            for byte in v6.octets().iter().rev() {
+                out.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
+            }
+            out.push_str("ip6.arpa.");
+            out
+        }
+    }
+}
+
 /// DNS answers held in memory: TXT, A, AAAA, MX and PTR records, and names that fail
 /// temporarily. Build one, then hand it to
 /// [`Authenticator::with_zone`](super::Authenticator::with_zone).
@@ -184,11 +348,13 @@ impl Dns {
 ///   for wins). A name that holds nothing at all is NXDOMAIN; a name that holds only other
 ///   types answers "no records".
 /// * **A, AAAA, MX, PTR**: the records added, or an empty answer when there are none,
-///   which SPF treats exactly like NXDOMAIN. Two places in mail-auth 0.13 cannot see the
+///   which SPF treats exactly like NXDOMAIN. DMARC (mail-auth 0.13) cannot see the
 ///   difference between an empty answer and a name that does not exist, because its
-///   caches hold only positive address answers: the SPF `exists:` mechanism matches every
-///   name, and DMARC never applies `np=` (a subdomain without its own record gets `sp=`).
-///   Tests of those two need a real DNS server (`tests/verdicts_dns.rs`).
+///   caches hold only positive address answers: it never applies `np=` (a subdomain
+///   without its own record gets `sp=`); a test of that needs a real DNS server
+///   (`tests/verdicts_dns.rs`). SPF asks through [`Dns::a`] and its siblings, which tell
+///   "no records" from a temporary failure.
+/// * **CNAME** ([`cname`](Self::cname)): every lookup of the alias is one of its target.
 /// * A name given to [`fail`](Self::fail) answers every lookup with a temporary failure
 ///   (like SERVFAIL or a timeout), immediately.
 ///
@@ -204,6 +370,8 @@ pub struct StaticZone {
     mx: HashMap<Box<str>, Vec<(u16, Box<str>)>>,
     ptr: HashMap<IpAddr, Vec<Box<str>>>,
     failing: HashSet<Box<str>>,
+    /// Aliases (CNAME): a lookup of the name is a lookup of the target.
+    cname: HashMap<Box<str>, Box<str>>,
     /// Every name holding at least one record (of any type).
     names: HashSet<Box<str>>,
 }
@@ -263,6 +431,28 @@ impl StaticZone {
         self
     }
 
+    /// Makes `name` an alias (CNAME) of `target`: every lookup of `name` follows it. A
+    /// chain longer than 8 links (or a loop) is a temporary failure, as resolvers answer
+    /// SERVFAIL for it.
+    pub fn cname(&mut self, name: &str, target: &str) -> &mut Self {
+        let name = self.name(name);
+        self.cname.insert(name, fqdn(target).into_boxed_str());
+        self
+    }
+
+    /// The name a lookup of `name` ends at after following aliases; `None` for a loop
+    /// or a chain too long.
+    pub(crate) fn canonical<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        let mut name = name;
+        for _ in 0..=8 {
+            match self.cname.get(name) {
+                Some(target) => name = target,
+                None => return Some(name),
+            }
+        }
+        None
+    }
+
     /// Makes every lookup of `name` (any type) a temporary failure.
     pub fn fail(&mut self, name: &str) -> &mut Self {
         let name = fqdn(name).into_boxed_str();
@@ -275,6 +465,24 @@ impl StaticZone {
         let name = fqdn(name).into_boxed_str();
         self.names.insert(name.clone());
         name
+    }
+
+    /// One type's records at `fqdn`, after aliases: a failing name (or alias loop) is a
+    /// temporary failure, no records at all `NotFound`.
+    fn lookup<T: Clone>(
+        &self,
+        fqdn: &str,
+        map: &HashMap<Box<str>, Vec<T>>,
+    ) -> Result<Vec<T>, LookupFailure> {
+        let temporary = || LookupFailure::Temporary("temporary failure (static zone)".into());
+        if self.failing.contains(fqdn) {
+            return Err(temporary());
+        }
+        let name = self.canonical(fqdn).ok_or_else(temporary)?;
+        if self.failing.contains(name) {
+            return Err(temporary());
+        }
+        non_empty(map.get(name).cloned().unwrap_or_default())
     }
 
     fn txt_answer<Q>(&self, name: &Q) -> Txt
@@ -586,6 +794,69 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[test]
+    fn resolver_lookups_tell_temporary_from_permanent() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // Nothing answers on port 9: a timeout, temporary.
+            let dns = Dns::resolver(
+                &["127.0.0.1:9".parse().unwrap()],
+                Duration::from_millis(200),
+            )
+            .unwrap();
+            assert!(matches!(
+                dns.a("example.test").await,
+                Err(LookupFailure::Temporary(_))
+            ));
+            // A name DNS cannot carry is answered at once, and never as temporary.
+            let long = format!("{}.example.test", "a".repeat(64));
+            assert_eq!(dns.txt_records(&long).await, Err(LookupFailure::NotFound));
+            assert_eq!(
+                dns.mx_hosts("a..example.test").await,
+                Err(LookupFailure::NotFound)
+            );
+        });
+    }
+
+    #[test]
+    fn zone_lookups_follow_aliases_and_fail_on_loops() {
+        let mut zone = StaticZone::new();
+        zone.cname("alias.test", "target.test")
+            .address("target.test", "192.0.2.1".parse().unwrap())
+            .cname("loop1.test", "loop2.test")
+            .cname("loop2.test", "loop1.test")
+            .fail("down.test")
+            .ptr("192.0.2.1".parse().unwrap(), "target.test");
+        let dns = Dns::zone(zone);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            assert_eq!(
+                dns.a("Alias.test.").await,
+                Ok(vec!["192.0.2.1".parse::<Ipv4Addr>().unwrap()])
+            );
+            assert_eq!(dns.aaaa("alias.test").await, Err(LookupFailure::NotFound));
+            assert_eq!(dns.a("nowhere.test").await, Err(LookupFailure::NotFound));
+            assert!(matches!(
+                dns.a("loop1.test").await,
+                Err(LookupFailure::Temporary(_))
+            ));
+            assert!(matches!(
+                dns.txt_records("down.test").await,
+                Err(LookupFailure::Temporary(_))
+            ));
+            assert_eq!(
+                dns.ptr_names("192.0.2.1".parse().unwrap()).await,
+                Ok(vec!["target.test.".to_string()])
+            );
+        });
     }
 
     #[test]

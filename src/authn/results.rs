@@ -30,7 +30,9 @@ pub fn authserv_id(cfg: &Config) -> String {
 /// Each result after the authserv-id starts a folded line: the separator is `;` + LF +
 /// TAB, the milter convention for multi-line header values (Postfix writes CRLF on the
 /// wire). For a raw RFC 5322 header, replace `"\n"` with `"\r\n"`. Order: SPF for MAIL
-/// FROM (or `smtp.helo` for a null sender), SPF for HELO when it gave a result, one
+/// FROM (or `smtp.helo` for a null sender), SPF for HELO when it gave a result (each with
+/// what decided it in a comment after the property, e.g. `smtp.mailfrom=a@b.example
+/// (mechanism ip4:192.0.2.0/24 matched)`), one
 /// `dkim=` per signature (`dkim=none` without any), `dmarc=`. Values that are not
 /// RFC 2045 tokens are quoted; comments are restricted to safe characters.
 pub fn authentication_results(authserv_id: &str, v: &Verdicts) -> String {
@@ -41,26 +43,37 @@ pub fn authentication_results(authserv_id: &str, v: &Verdicts) -> String {
         Outcome::PermError => " (broken SPF record)".to_string(),
         _ => String::new(),
     };
+    // What decided it, after the property: the mechanism that matched, or the error.
+    let spf_cause = |s: &SpfVerdict| match (&s.cause, s.result) {
+        (None, _) => String::new(),
+        (Some(cause), Outcome::Pass | Outcome::Fail | Outcome::SoftFail | Outcome::Neutral) => {
+            format!(" (mechanism {} matched)", comment(cause))
+        }
+        (Some(cause), _) => format!(" ({})", comment(cause)),
+    };
     if v.mail_from.is_empty() {
         entries.push(format!(
-            "spf={}{} smtp.helo={}",
+            "spf={}{} smtp.helo={}{}",
             v.spf_helo.result,
             spf_comment(&v.spf_helo),
-            pvalue(&v.helo)
+            pvalue(&v.helo),
+            spf_cause(&v.spf_helo)
         ));
     } else {
         entries.push(format!(
-            "spf={}{} smtp.mailfrom={}",
+            "spf={}{} smtp.mailfrom={}{}",
             v.spf_mail_from.result,
             spf_comment(&v.spf_mail_from),
-            pvalue(&v.mail_from)
+            pvalue(&v.mail_from),
+            spf_cause(&v.spf_mail_from)
         ));
         if v.spf_helo.result != Outcome::None {
             entries.push(format!(
-                "spf={}{} smtp.helo={}",
+                "spf={}{} smtp.helo={}{}",
                 v.spf_helo.result,
                 spf_comment(&v.spf_helo),
-                pvalue(&v.helo)
+                pvalue(&v.helo),
+                spf_cause(&v.spf_helo)
             ));
         }
     }
@@ -272,6 +285,26 @@ mod tests {
         for line in ar.lines() {
             assert!(line.len() < 100, "{line}");
         }
+    }
+
+    #[test]
+    fn authentication_results_spf_cause() {
+        let mut v = verdicts();
+        v.spf_mail_from.cause = Some("ip4:192.0.2.0/24".into());
+        v.spf_helo.result = Outcome::PermError;
+        v.spf_helo.cause = Some("invalid SPF record found".into());
+        let ar = authentication_results("mx.example", &v);
+        assert!(
+            ar.contains("spf=pass smtp.mailfrom=a@b.example (mechanism ip4:192.0.2.0/24 matched);"),
+            "{ar}"
+        );
+        assert!(
+            ar.contains(
+                "spf=permerror (broken SPF record) smtp.helo=mail.b.example \
+                 (invalid SPF record found);"
+            ),
+            "{ar}"
+        );
     }
 
     #[test]

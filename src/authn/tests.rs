@@ -18,12 +18,14 @@ pub(crate) fn verdicts() -> Verdicts {
             domain: "mail.b.example".into(),
             identity: "postmaster@mail.b.example".into(),
             explanation: None,
+            cause: None,
         },
         spf_mail_from: SpfVerdict {
             result: Outcome::Pass,
             domain: "b.example".into(),
             identity: "a@b.example".into(),
             explanation: None,
+            cause: None,
         },
         dkim: vec![DkimVerdict {
             result: Outcome::Pass,
@@ -319,4 +321,37 @@ fn zone_second_from_domain_cannot_escape_reject() {
     assert_eq!(v.from_domains, ["sender.test", "nowhere.test"]);
     assert_eq!(v.dmarc.from_domain, "sender.test");
     assert_eq!(v.dmarc_disposition(), Disposition::Reject);
+}
+
+#[test]
+fn zone_spf_helo_literal_is_none_and_causes_are_named() {
+    let auth = Authenticator::with_zone(zone());
+    let msg = message("Alice <alice@sender.test>", "hello\r\n", None);
+    // A HELO address literal is not checked (RFC 7208 section 2.3); MAIL FROM still is,
+    // and its pass carries DMARC through SPF alignment.
+    let v = evaluate(&auth, CLIENT, "[192.0.2.25]", "alice@sender.test", &msg);
+    assert_eq!(v.spf_helo.result, Outcome::None);
+    assert_eq!(v.spf_mail_from.result, Outcome::Pass);
+    assert_eq!(
+        v.spf_mail_from.cause.as_deref(),
+        Some(format!("ip4:{CLIENT}").as_str())
+    );
+    assert_eq!(v.dmarc.spf_aligned, Outcome::Pass);
+    assert_eq!(v.dmarc.result, Outcome::Pass);
+    // A fully qualified sender domain (trailing dot) is the same domain.
+    let v = evaluate(
+        &auth,
+        CLIENT,
+        "mail.sender.test",
+        "alice@sender.test.",
+        &msg,
+    );
+    assert_eq!(v.spf_mail_from.result, Outcome::Pass);
+    // A null sender with a HELO literal: nothing to check.
+    let v = evaluate(&auth, CLIENT, "[192.0.2.25]", "<>", &msg);
+    assert_eq!(v.spf_mail_from.result, Outcome::None);
+    // A DNS failure is temperror, with the cause named.
+    let v = evaluate(&auth, CLIENT, "mail.sender.test", "a@down.test", &msg);
+    assert_eq!(v.spf_mail_from.result, Outcome::TempError);
+    assert_eq!(v.spf_mail_from.cause.as_deref(), Some("DNS lookup failed"));
 }
