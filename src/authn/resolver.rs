@@ -570,79 +570,37 @@ impl StaticZone {
 #[derive(Clone, Default)]
 pub(crate) struct ZoneCache(Option<Arc<StaticZone>>);
 
-impl ResolverCache<Box<str>, Txt> for ZoneCache {
-    fn get<Q>(&self, name: &Q) -> Option<Txt>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        Some(self.0.as_ref()?.txt_answer(name))
-    }
-    fn remove<Q>(&self, name: &Q) -> Option<Txt>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.get(name)
-    }
-    fn insert(&self, _: Box<str>, _: Txt, _: Instant) {}
+/// A zone cache for answers keyed by name: `get` answers from the zone (`None`: ask the
+/// resolver, which has no server in tests), `remove` the same, `insert` keeps nothing.
+macro_rules! zone_cache {
+    ($value:ty, |$zone:ident, $name:ident| $answer:expr) => {
+        impl ResolverCache<Box<str>, $value> for ZoneCache {
+            fn get<Q>(&self, $name: &Q) -> Option<$value>
+            where
+                Box<str>: Borrow<Q>,
+                Q: Hash + Eq + ?Sized,
+            {
+                let $zone = self.0.as_ref()?;
+                $answer
+            }
+            fn remove<Q>(&self, name: &Q) -> Option<$value>
+            where
+                Box<str>: Borrow<Q>,
+                Q: Hash + Eq + ?Sized,
+            {
+                self.get(name)
+            }
+            fn insert(&self, _: Box<str>, _: $value, _: Instant) {}
+        }
+    };
 }
 
-impl ResolverCache<Box<str>, RecordSet<Ipv4Addr>> for ZoneCache {
-    fn get<Q>(&self, name: &Q) -> Option<RecordSet<Ipv4Addr>>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let zone = self.0.as_ref()?;
-        zone.records(&zone.a, name)
-    }
-    fn remove<Q>(&self, name: &Q) -> Option<RecordSet<Ipv4Addr>>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.get(name)
-    }
-    fn insert(&self, _: Box<str>, _: RecordSet<Ipv4Addr>, _: Instant) {}
-}
-
-impl ResolverCache<Box<str>, RecordSet<Ipv6Addr>> for ZoneCache {
-    fn get<Q>(&self, name: &Q) -> Option<RecordSet<Ipv6Addr>>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let zone = self.0.as_ref()?;
-        zone.records(&zone.aaaa, name)
-    }
-    fn remove<Q>(&self, name: &Q) -> Option<RecordSet<Ipv6Addr>>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.get(name)
-    }
-    fn insert(&self, _: Box<str>, _: RecordSet<Ipv6Addr>, _: Instant) {}
-}
-
-impl ResolverCache<Box<str>, RecordSet<MX>> for ZoneCache {
-    fn get<Q>(&self, name: &Q) -> Option<RecordSet<MX>>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.0.as_ref()?.mx_answer(name)
-    }
-    fn remove<Q>(&self, name: &Q) -> Option<RecordSet<MX>>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.get(name)
-    }
-    fn insert(&self, _: Box<str>, _: RecordSet<MX>, _: Instant) {}
-}
+zone_cache!(Txt, |zone, name| Some(zone.txt_answer(name)));
+zone_cache!(RecordSet<Ipv4Addr>, |zone, name| zone
+    .records(&zone.a, name));
+zone_cache!(RecordSet<Ipv6Addr>, |zone, name| zone
+    .records(&zone.aaaa, name));
+zone_cache!(RecordSet<MX>, |zone, name| zone.mx_answer(name));
 
 impl ResolverCache<IpAddr, RecordSet<Box<str>>> for ZoneCache {
     fn get<Q>(&self, ip: &Q) -> Option<RecordSet<Box<str>>>

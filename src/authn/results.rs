@@ -38,43 +38,33 @@ pub fn authserv_id(cfg: &Config) -> String {
 pub fn authentication_results(authserv_id: &str, v: &Verdicts) -> String {
     let mut entries: Vec<String> = Vec::new();
 
-    let spf_comment = |s: &SpfVerdict| match s.result {
-        Outcome::TempError => " (temporary DNS failure)".to_string(),
-        Outcome::PermError => " (broken SPF record)".to_string(),
-        _ => String::new(),
-    };
-    // What decided it, after the property: the mechanism that matched, or the error.
-    let spf_cause = |s: &SpfVerdict| match (&s.cause, s.result) {
-        (None, _) => String::new(),
-        (Some(cause), Outcome::Pass | Outcome::Fail | Outcome::SoftFail | Outcome::Neutral) => {
-            format!(" (mechanism {} matched)", comment(cause))
-        }
-        (Some(cause), _) => format!(" ({})", comment(cause)),
+    // `spf=RESULT (what failed) PROPERTY=VALUE (what decided it)`.
+    let spf = |s: &SpfVerdict, property: &str, value: &str| {
+        let failure = match s.result {
+            Outcome::TempError => " (temporary DNS failure)".to_string(),
+            Outcome::PermError => " (broken SPF record)".to_string(),
+            _ => String::new(),
+        };
+        // What decided it, after the property: the mechanism that matched, or the error.
+        let cause = match (&s.cause, s.result) {
+            (None, _) => String::new(),
+            (Some(cause), Outcome::Pass | Outcome::Fail | Outcome::SoftFail | Outcome::Neutral) => {
+                format!(" (mechanism {} matched)", comment(cause))
+            }
+            (Some(cause), _) => format!(" ({})", comment(cause)),
+        };
+        format!(
+            "spf={}{failure} {property}={}{cause}",
+            s.result,
+            pvalue(value)
+        )
     };
     if v.mail_from.is_empty() {
-        entries.push(format!(
-            "spf={}{} smtp.helo={}{}",
-            v.spf_helo.result,
-            spf_comment(&v.spf_helo),
-            pvalue(&v.helo),
-            spf_cause(&v.spf_helo)
-        ));
+        entries.push(spf(&v.spf_helo, "smtp.helo", &v.helo));
     } else {
-        entries.push(format!(
-            "spf={}{} smtp.mailfrom={}{}",
-            v.spf_mail_from.result,
-            spf_comment(&v.spf_mail_from),
-            pvalue(&v.mail_from),
-            spf_cause(&v.spf_mail_from)
-        ));
+        entries.push(spf(&v.spf_mail_from, "smtp.mailfrom", &v.mail_from));
         if v.spf_helo.result != Outcome::None {
-            entries.push(format!(
-                "spf={}{} smtp.helo={}{}",
-                v.spf_helo.result,
-                spf_comment(&v.spf_helo),
-                pvalue(&v.helo),
-                spf_cause(&v.spf_helo)
-            ));
+            entries.push(spf(&v.spf_helo, "smtp.helo", &v.helo));
         }
     }
 
