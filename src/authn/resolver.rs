@@ -186,36 +186,46 @@ pub enum LookupFailure {
 impl Dns {
     /// The IPv4 addresses of `name`.
     pub async fn a(&self, name: &str) -> Result<Vec<Ipv4Addr>, LookupFailure> {
-        if let Some(zone) = &self.cache.0 {
-            return zone.lookup(&fqdn(name), &zone.a);
-        }
-        let answers = self.lookup(&fqdn(name), RecordType::A).await?;
-        non_empty(
-            answers
-                .into_iter()
-                .filter_map(|r| match r {
-                    RData::A(a) => Some(a.0),
-                    _ => None,
-                })
-                .collect(),
+        self.addresses(
+            name,
+            |z| &z.a,
+            RecordType::A,
+            |r| match r {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            },
         )
+        .await
     }
 
     /// The IPv6 addresses of `name`.
     pub async fn aaaa(&self, name: &str) -> Result<Vec<Ipv6Addr>, LookupFailure> {
-        if let Some(zone) = &self.cache.0 {
-            return zone.lookup(&fqdn(name), &zone.aaaa);
-        }
-        let answers = self.lookup(&fqdn(name), RecordType::AAAA).await?;
-        non_empty(
-            answers
-                .into_iter()
-                .filter_map(|r| match r {
-                    RData::AAAA(a) => Some(a.0),
-                    _ => None,
-                })
-                .collect(),
+        self.addresses(
+            name,
+            |z| &z.aaaa,
+            RecordType::AAAA,
+            |r| match r {
+                RData::AAAA(a) => Some(a.0),
+                _ => None,
+            },
         )
+        .await
+    }
+
+    /// The records of one address type: from the zone's `table`, or those of `kind` the
+    /// resolver answers, as `pick` reads them.
+    async fn addresses<T: Clone>(
+        &self,
+        name: &str,
+        table: impl FnOnce(&StaticZone) -> &HashMap<Box<str>, Vec<T>>,
+        kind: RecordType,
+        pick: impl Fn(RData) -> Option<T>,
+    ) -> Result<Vec<T>, LookupFailure> {
+        if let Some(zone) = &self.cache.0 {
+            return zone.lookup(&fqdn(name), table(zone));
+        }
+        let answers = self.lookup(&fqdn(name), kind).await?;
+        non_empty(answers.into_iter().filter_map(pick).collect())
     }
 
     /// The mail exchangers of `name`, lowest preference first.
