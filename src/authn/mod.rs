@@ -5,7 +5,12 @@
 //! * SPF (RFC 7208) for the HELO identity and for the MAIL FROM identity; with a null
 //!   sender the MAIL FROM identity is `postmaster@<HELO>` (RFC 7208 section 2.4), so the
 //!   HELO result stands for both ([`spf`]);
-//! * DKIM (RFC 6376, RFC 8463) verification of every `DKIM-Signature` ([`dkim`]);
+//! * DKIM (RFC 6376, RFC 8463) verification of every `DKIM-Signature` ([`dkim`]):
+//!   mail-auth's, with [`dkim`]'s corrections where it departs from RFC 6376 (`l=`
+//!   signatures kept and their body hashes taken after canonicalization; the key
+//!   record's `h=` and `s=` enforced; expired signatures and revoked keys `fail`), and
+//!   `l=` signatures counted or made neutral as `inbound.dkim_body_length` says. DMARC
+//!   sees the corrected verdicts;
 //! * DMARC with identifier alignment, using mail-auth's implementation ([`dmarc`]).
 //!
 //! [`action`] turns the verdicts into what the inbound milter does (deliver, quarantine,
@@ -49,10 +54,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::{AuthenticatedMessage, DkimOutput, DnsError, Error};
+use mail_auth::{DkimOutput, DnsError, Error};
 use serde::Serialize;
 
-pub use dkim::DkimVerdict;
+pub use dkim::{DkimBodyLength, DkimVerdict};
 pub use dmarc::{action, Action, Disposition, DmarcVerdict, Policy, PublishedPolicy};
 pub use resolver::{Dns, LookupFailure, ResolverError, StaticZone};
 pub use results::{authentication_results, authserv_id, claims_authserv_id, hostname};
@@ -76,6 +81,7 @@ pub struct Authenticator {
     timeout: Duration,
     budget: Duration,
     hostname: String,
+    dkim_body_length: DkimBodyLength,
 }
 
 impl fmt::Debug for Authenticator {
@@ -85,6 +91,7 @@ impl fmt::Debug for Authenticator {
             .field("timeout", &self.timeout)
             .field("budget", &self.budget)
             .field("hostname", &self.hostname)
+            .field("dkim_body_length", &self.dkim_body_length)
             .finish()
     }
 }
@@ -106,10 +113,12 @@ impl Authenticator {
         ))
     }
 
-    /// An evaluator for the configured `[dns]` nameservers and timeout.
+    /// An evaluator for the configured `[dns]` nameservers and timeout, and the
+    /// configured `inbound.dkim_body_length`.
     pub fn from_config(cfg: &crate::config::Config) -> Result<Self, ResolverError> {
         let nameservers: Vec<SocketAddr> = cfg.dns.nameservers.iter().map(|n| n.0).collect();
-        Self::new(&nameservers, cfg.dns.timeout.0)
+        Ok(Self::new(&nameservers, cfg.dns.timeout.0)?
+            .with_dkim_body_length(cfg.inbound.dkim_body_length))
     }
 
     /// An evaluator answering every DNS question from `zone`, never from the network.
@@ -123,6 +132,7 @@ impl Authenticator {
             timeout,
             budget: timeout * 4,
             hostname: "localhost".to_string(),
+            dkim_body_length: DkimBodyLength::Verify,
         }
     }
 
@@ -136,6 +146,13 @@ impl Authenticator {
     /// Sets this host's name, used for the SPF `%{r}` macro (default `localhost`).
     pub fn with_hostname(mut self, hostname: impl Into<String>) -> Self {
         self.hostname = hostname.into();
+        self
+    }
+
+    /// Sets what DKIM signatures with a body length limit (`l=`) count as (default:
+    /// verified, [`DkimBodyLength::Verify`]).
+    pub fn with_dkim_body_length(mut self, policy: DkimBodyLength) -> Self {
+        self.dkim_body_length = policy;
         self
     }
 
@@ -166,7 +183,7 @@ impl Authenticator {
         let stage1 = self.budget * 2 / 3;
         let mail_auth = self.dns.authenticator();
 
-        let parsed = AuthenticatedMessage::parse(input.message);
+        let parsed = dkim::parse(input.message);
 
         // Stage 1: SPF (HELO and MAIL FROM) and DKIM, concurrently.
         let spf_helo = async {
@@ -190,18 +207,26 @@ impl Authenticator {
             let Some(message) = parsed.as_ref() else {
                 return Vec::new();
             };
-            let verify = mail_auth.verify_dkim(self.dns.params(message));
+            let verify = async {
+                let outputs = mail_auth.verify_dkim(self.dns.params(message)).await;
+                dkim::check(&self.dns, message, outputs, self.dkim_body_length).await
+            };
             match tokio::time::timeout(stage1, verify).await {
-                Ok(outputs) => outputs,
+                Ok(checked) => checked,
                 Err(_) => message
                     .dkim_headers
                     .iter()
-                    .map(|h| DkimOutput::temp_err(budget_error()).with_signature(&h.header))
+                    .map(|h| {
+                        dkim::Checked::keep(
+                            DkimOutput::temp_err(budget_error()).with_signature(&h.header),
+                        )
+                    })
                     .collect(),
             }
         };
-        let (spf_helo_out, spf_mail_from_out, dkim_out) =
+        let (spf_helo_out, spf_mail_from_out, dkim_checked) =
             tokio::join!(spf_helo, spf_mail_from, dkim);
+        let dkim_out: Vec<DkimOutput> = dkim_checked.iter().map(|c| c.output.clone()).collect();
 
         // The identity DMARC aligns with SPF: MAIL FROM, or HELO for a null sender.
         let (spf_for_dmarc, spf_domain) = match &spf_mail_from_out {
@@ -252,7 +277,7 @@ impl Authenticator {
             mail_from,
             spf_helo,
             spf_mail_from,
-            dkim: dkim_out.iter().map(DkimVerdict::from_output).collect(),
+            dkim: dkim_checked.iter().map(DkimVerdict::from_checked).collect(),
             dmarc,
             from_domains,
         }
@@ -377,7 +402,12 @@ pub(crate) fn describe_error(e: &Error) -> String {
         Error::Dkim(D::FailedBodyHashMatch) => "body hash mismatch: the body was altered".into(),
         Error::Dkim(D::SignatureExpired) => "signature expired".into(),
         Error::Dkim(D::RevokedPublicKey) => "public key revoked".into(),
-        Error::Dkim(D::SignatureLength) => "signature with l= refused".into(),
+        Error::Dkim(D::SignatureLength) => {
+            "body length limit l= not accepted by local policy".into()
+        }
+        Error::Dkim(D::FailedAuidMatch) => {
+            "i= domain does not match d= (a key record with t=s requires the same domain)".into()
+        }
         Error::Crypto(CryptoError::FailedVerification) => {
             "signature did not verify: signed header fields were altered".into()
         }

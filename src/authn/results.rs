@@ -32,8 +32,10 @@ pub fn authserv_id(cfg: &Config) -> String {
 /// wire). For a raw RFC 5322 header, replace `"\n"` with `"\r\n"`. Order: SPF for MAIL
 /// FROM (or `smtp.helo` for a null sender), SPF for HELO when it gave a result (each with
 /// what decided it in a comment after the property, e.g. `smtp.mailfrom=a@b.example
-/// (mechanism ip4:192.0.2.0/24 matched)`), one
-/// `dkim=` per signature (`dkim=none` without any), `dmarc=`. Values that are not
+/// (mechanism ip4:192.0.2.0/24 matched)`), one `dkim=` per signature (`dkim=none` without
+/// any; each with `header.d`, `header.i` if given, `header.s`, `header.a` and `header.b`,
+/// after a comment saying why it did not pass, or what to know about a pass, e.g.
+/// `(l=120: 40 bytes after the signed body)`), `dmarc=`. Values that are not
 /// RFC 2045 tokens are quoted; comments are restricted to safe characters.
 pub fn authentication_results(authserv_id: &str, v: &Verdicts) -> String {
     let mut entries: Vec<String> = Vec::new();
@@ -73,8 +75,13 @@ pub fn authentication_results(authserv_id: &str, v: &Verdicts) -> String {
     }
     for d in &v.dkim {
         let mut e = format!("dkim={}", d.result);
-        if let Some(reason) = d.reason.as_deref().filter(|_| d.result != Outcome::Pass) {
-            e.push_str(&format!(" ({})", comment(reason)));
+        // Why it did not pass, or a remark on a pass (such as content after `l=`).
+        let remark = match d.result {
+            Outcome::Pass => d.note.as_deref(),
+            _ => d.reason.as_deref(),
+        };
+        if let Some(remark) = remark {
+            e.push_str(&format!(" ({})", comment(remark)));
         }
         if !d.domain.is_empty() {
             e.push_str(&format!(" header.d={}", pvalue(&d.domain)));
@@ -328,6 +335,31 @@ mod tests {
         v.dkim.clear();
         let ar = authentication_results("mx.example", &v);
         assert!(ar.contains(";\n\tdkim=none;"));
+    }
+
+    #[test]
+    fn authentication_results_dkim_remarks() {
+        let mut v = verdicts();
+        v.dkim[0].note = Some("l=120: 40 bytes after the signed body".into());
+        v.dkim[0].reason = Some("not shown on a pass".into());
+        let ar = authentication_results("mx.example", &v);
+        assert!(
+            ar.contains(
+                "dkim=pass (l=120: 40 bytes after the signed body) header.d=b.example \
+                 header.s=sel header.a=rsa-sha256 header.b=abcd1234;"
+            ),
+            "{ar}"
+        );
+        v.dkim[0].result = Outcome::Neutral;
+        v.dkim[0].reason = Some("body length limit l= not accepted by local policy".into());
+        let ar = authentication_results("mx.example", &v);
+        assert!(
+            ar.contains(
+                "dkim=neutral (body length limit l= not accepted by local policy) \
+                 header.d=b.example header.s=sel"
+            ),
+            "{ar}"
+        );
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub(crate) fn verdicts() -> Verdicts {
             identity: None,
             b_prefix: "abcd1234".into(),
             reason: None,
+            note: None,
         }],
         dmarc: DmarcVerdict {
             result: Outcome::Pass,
@@ -354,4 +355,237 @@ fn zone_spf_helo_literal_is_none_and_causes_are_named() {
     let v = evaluate(&auth, CLIENT, "mail.sender.test", "a@down.test", &msg);
     assert_eq!(v.spf_mail_from.result, Outcome::TempError);
     assert_eq!(v.spf_mail_from.cause.as_deref(), Some("DNS lookup failed"));
+}
+
+// ---- DKIM as RFC 6376 says ---------------------------------------------------------
+
+/// dk.test: DMARC p=reject, no SPF, the Ed25519 key under several selectors whose
+/// records differ in one tag each.
+fn dkim_zone() -> StaticZone {
+    let p = &ed_key().public_key_b64;
+    let mut zone = StaticZone::new();
+    zone.txt("_dmarc.dk.test", "v=DMARC1; p=reject");
+    for (selector, tags) in [
+        ("plain", ""),
+        ("sha1only", "h=sha1; "),
+        ("sha1both", "h=sha1:sha256; "),
+        ("other", "s=other; "),
+        ("email", "s=email; "),
+        ("strict", "t=s; "),
+    ] {
+        zone.txt(
+            &format!("{selector}._domainkey.dk.test"),
+            &format!("v=DKIM1; k=ed25519; {tags}p={p}"),
+        );
+    }
+    zone.txt("revoked._domainkey.dk.test", "v=DKIM1; k=ed25519; p=");
+    zone
+}
+
+#[derive(Default)]
+struct SignOpts<'a> {
+    auid: Option<&'a str>,
+    body_length: bool,
+    simple: bool,
+}
+
+/// A message from `a@dk.test` signed by dk.test with `selector` (mail-auth's signer, so
+/// that `i=`, `l=` and simple canonicalization can be asked for).
+fn dk_message(selector: &str, body: &str, opts: SignOpts<'_>) -> String {
+    use mail_auth::common::crypto::Ed25519Key;
+    use mail_auth::common::headers::HeaderWriter as _;
+    use mail_auth::dkim::{Canonicalization, DkimSigner};
+    let text = format!(
+        "From: a@dk.test\r\nTo: rcpt@receiver.test\r\nSubject: dkim rules\r\n\
+         Date: Mon, 03 Mar 2025 10:00:00 +0000\r\n\r\n{body}"
+    );
+    let key = Ed25519Key::from_pkcs8_der(&ed_key().private_pkcs8_der).unwrap();
+    let c = if opts.simple {
+        Canonicalization::Simple
+    } else {
+        Canonicalization::Relaxed
+    };
+    let mut signer = DkimSigner::from_key(key)
+        .domain("dk.test")
+        .selector(selector)
+        .headers(["From", "To", "Subject", "Date"])
+        .header_canonicalization(c)
+        .body_canonicalization(c)
+        .body_length(opts.body_length);
+    if let Some(auid) = opts.auid {
+        signer = signer.agent_user_identifier(auid);
+    }
+    let sig = signer.sign(text.as_bytes()).unwrap();
+    format!("{}{text}", sig.to_header())
+}
+
+fn dk_verdicts(auth: &Authenticator, msg: &str) -> Verdicts {
+    evaluate(
+        auth,
+        "203.0.113.9",
+        "relay.test",
+        "a@dk.test",
+        msg.as_bytes(),
+    )
+}
+
+#[test]
+fn dkim_body_length_signatures_verify_and_say_what_is_unsigned() {
+    let auth = Authenticator::with_zone(dkim_zone());
+    let opts = || SignOpts {
+        body_length: true,
+        ..Default::default()
+    };
+    let msg = dk_message("plain", "hello\r\n", opts());
+    assert!(msg.contains("l=7;"), "{msg}");
+    let v = dk_verdicts(&auth, &msg);
+    assert_eq!(v.dkim[0].result, Outcome::Pass, "{:?}", v.dkim[0]);
+    assert_eq!(v.dkim[0].note, None);
+    assert_eq!(v.dmarc.result, Outcome::Pass);
+
+    // A footer added in transit: still a pass (RFC 6376), and the header says so.
+    let appended = format!("{msg}-- \r\nlist footer\r\n");
+    let v = dk_verdicts(&auth, &appended);
+    assert_eq!(v.dkim[0].result, Outcome::Pass, "{:?}", v.dkim[0]);
+    assert_eq!(
+        v.dkim[0].note.as_deref(),
+        Some("l=7: 17 bytes after the signed body")
+    );
+    assert_eq!(v.dmarc.result, Outcome::Pass);
+    let ar = authentication_results("mx.receiver.test", &v);
+    assert!(
+        ar.contains("dkim=pass (l=7: 17 bytes after the signed body) header.d=dk.test header.s=plain header.a=ed25519-sha256 header.b="),
+        "{ar}"
+    );
+
+    // A change inside the signed part fails.
+    let v = dk_verdicts(&auth, &appended.replace("hello", "HELLO"));
+    assert_eq!(v.dkim[0].result, Outcome::Fail);
+    assert!(v.dkim[0].reason.as_deref().unwrap().contains("body hash"));
+
+    // Local policy: l= signatures are neutral, named, and do not carry DMARC.
+    let strict =
+        Authenticator::with_zone(dkim_zone()).with_dkim_body_length(DkimBodyLength::Neutral);
+    let v = dk_verdicts(&strict, &appended);
+    assert_eq!(v.dkim[0].result, Outcome::Neutral);
+    assert_eq!(v.dmarc.result, Outcome::Fail);
+    assert_eq!(v.dmarc_disposition(), Disposition::Reject);
+    let ar = authentication_results("mx.receiver.test", &v);
+    assert!(
+        ar.contains("dkim=neutral (body length limit l= not accepted by local policy) header.d=dk.test header.s=plain"),
+        "{ar}"
+    );
+    // Signatures without l= are not affected by that policy.
+    let v = dk_verdicts(
+        &strict,
+        &dk_message("plain", "hello\r\n", SignOpts::default()),
+    );
+    assert_eq!(v.dkim[0].result, Outcome::Pass);
+}
+
+#[test]
+fn dkim_body_hash_of_a_length_limit_is_taken_after_canonicalization() {
+    use mail_auth::common::crypto::HashAlgorithm;
+    use mail_auth::dkim::Canonicalization;
+    let hash = |data: &[u8]| {
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            HashAlgorithm::Sha256.hash(data).as_ref(),
+        )
+    };
+    // Relaxed: "a  b \r\n" becomes "a b\r\n" (5 octets); l=5 covers exactly that, while
+    // 5 raw octets ("a  b ") would canonicalize to something else.
+    for (l, body, signed) in [
+        ("5", "a  b \r\nmore\r\n", &b"a b\r\n"[..]),
+        ("0", "anything\r\n", &b""[..]),
+        ("99", "short\r\n", &b"never"[..]),
+    ] {
+        let raw = format!(
+            "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=dk.test; s=plain;\r\n\
+             \tl={l}; h=from; bh={}; b=AAAA\r\nFrom: a@dk.test\r\n\r\n{body}",
+            hash(signed)
+        );
+        let m = crate::authn::dkim::parse(raw.as_bytes()).unwrap();
+        assert_eq!(m.dkim_headers.len(), 1, "l={l} kept");
+        let sig = &m.dkim_headers[0].header;
+        let (_, _, _, computed) = m
+            .body_hashes
+            .iter()
+            .find(|(c, h, len, _)| {
+                *c == Canonicalization::Relaxed && *h == HashAlgorithm::Sha256 && *len == sig.l
+            })
+            .unwrap();
+        if l == "99" {
+            assert!(computed.is_empty(), "l= past the body matches nothing");
+        } else {
+            assert_eq!(computed, &sig.bh, "l={l}");
+        }
+    }
+}
+
+#[test]
+fn dkim_key_record_h_and_s_are_enforced() {
+    let auth = Authenticator::with_zone(dkim_zone());
+    for (selector, pass, reason) in [
+        ("plain", true, ""),
+        ("sha1only", false, "key record h= does not allow sha256"),
+        ("sha1both", true, ""),
+        ("other", false, "key record s=other is not for email"),
+        ("email", true, ""),
+    ] {
+        let v = dk_verdicts(&auth, &dk_message(selector, "hi\r\n", SignOpts::default()));
+        let d = &v.dkim[0];
+        if pass {
+            assert_eq!(d.result, Outcome::Pass, "{selector}: {d:?}");
+            assert_eq!(v.dmarc.result, Outcome::Pass, "{selector}");
+        } else {
+            assert_eq!(d.result, Outcome::Fail, "{selector}: {d:?}");
+            assert_eq!(d.reason.as_deref(), Some(reason), "{selector}");
+            assert_eq!(
+                (d.domain.as_str(), d.selector.as_str()),
+                ("dk.test", selector)
+            );
+            // DMARC sees the failure: nothing else authenticates dk.test here.
+            assert_eq!(v.dmarc.result, Outcome::Fail, "{selector}");
+            assert_eq!(v.dmarc_disposition(), Disposition::Reject, "{selector}");
+        }
+    }
+}
+
+#[test]
+fn dkim_t_s_expiry_and_revocation_fail() {
+    let auth = Authenticator::with_zone(dkim_zone());
+    let signed = |selector: &str, auid: Option<&str>| {
+        let opts = SignOpts {
+            auid,
+            simple: true,
+            ..Default::default()
+        };
+        dk_verdicts(&auth, &dk_message(selector, "hi\r\n", opts)).dkim[0].clone()
+    };
+    // t=s: i= must be in d= itself, not a subdomain.
+    assert_eq!(signed("strict", Some("x@dk.test")).result, Outcome::Pass);
+    let d = signed("strict", Some("x@sub.dk.test"));
+    assert_eq!(d.result, Outcome::Fail, "{d:?}");
+    assert!(d.reason.as_deref().unwrap().contains("t=s"), "{d:?}");
+    assert_eq!(signed("plain", Some("x@sub.dk.test")).result, Outcome::Pass);
+
+    // A revoked key (empty p=) is a failure, not an error.
+    let d = signed("revoked", None);
+    assert_eq!(d.result, Outcome::Fail, "{d:?}");
+    assert_eq!(d.reason.as_deref(), Some("public key revoked"));
+
+    // Expired (x= in the past): a failure. mail-auth looks at x= before anything else,
+    // so the signature need not be valid otherwise.
+    let msg = "DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=dk.test;\r\n\
+               \ts=plain; t=1600000000; x=1600003600; h=from; bh=AAAA; b=AAAA\r\n\
+               From: a@dk.test\r\n\r\nhi\r\n";
+    let v = dk_verdicts(&auth, msg);
+    assert_eq!(v.dkim[0].result, Outcome::Fail, "{:?}", v.dkim[0]);
+    assert_eq!(v.dkim[0].reason.as_deref(), Some("signature expired"));
+    let ar = authentication_results("mx.receiver.test", &v);
+    assert!(
+        ar.contains("dkim=fail (signature expired) header.d=dk.test header.s=plain header.a=ed25519-sha256 header.b="),
+        "{ar}"
+    );
 }

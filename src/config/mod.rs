@@ -17,8 +17,8 @@ mod load;
 mod types;
 
 pub use types::{
-    DmarcQuarantineAction, DmarcRejectAction, DnsFailureAction, HumanDuration, ListenAddr,
-    LogLevel, Nameserver, SocketMode,
+    DkimBodyLength, DmarcQuarantineAction, DmarcRejectAction, DnsFailureAction, HumanDuration,
+    ListenAddr, LogLevel, Nameserver, SocketMode,
 };
 
 /// The documented default configuration, embedded in the binary.
@@ -65,6 +65,9 @@ pub struct InboundConfig {
     pub dmarc_reject: DmarcRejectAction,
     /// What a DMARC failure under p=quarantine leads to.
     pub dmarc_quarantine: DmarcQuarantineAction,
+    /// What a DKIM signature with a body length limit (`l=`) counts as: verified, or
+    /// neutral by local policy.
+    pub dkim_body_length: DkimBodyLength,
 }
 
 /// `[dns]`.
@@ -466,6 +469,11 @@ mod tests {
         assert_eq!(cfg.dns.nameservers[0].0, "127.0.0.1:5353".parse().unwrap());
         assert_eq!(cfg.dns.nameservers[1].0, "[::1]:53".parse().unwrap());
         assert_eq!(cfg.inbound.dmarc_quarantine, DmarcQuarantineAction::Header);
+        assert_eq!(cfg.inbound.dkim_body_length, DkimBodyLength::Verify);
+        let cfg = Config::parse("[inbound]\ndkim_body_length = \"neutral\"\n", "x").unwrap();
+        assert_eq!(cfg.inbound.dkim_body_length, DkimBodyLength::Neutral);
+        let e = err("[inbound]\ndkim_body_length = \"ignore\"\n");
+        assert!(e.contains("inbound.dkim_body_length"), "{e}");
         let e = err("[dns]\nnameservers = [\"dns.example\"]\n");
         assert!(
             e.contains("line 2")

@@ -32,6 +32,21 @@ pub enum DmarcQuarantineAction {
     Accept,
 }
 
+/// `inbound.dkim_body_length`: what a DKIM signature with a body length limit (`l=`,
+/// which leaves whatever follows the signed part of the body unsigned) counts as.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DkimBodyLength {
+    /// Verified as RFC 6376 says: the first `l=` octets of the canonicalized body; a
+    /// pass counts like any other (content after the signed part is noted in the
+    /// Authentication-Results comment).
+    #[default]
+    Verify,
+    /// Not accepted: reported as `neutral` (with the signature's `header.d`/`header.s`),
+    /// so it never counts for DMARC.
+    Neutral,
+}
+
 /// A nameserver: "IP" (port 53) or "IP:PORT".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Nameserver(pub SocketAddr);
