@@ -50,6 +50,14 @@ fn records(k: &Keys) -> Vec<Record> {
             &k.acme_ed.dns_record("acme.example", "pwe").strings,
         ),
         Record::a("client.sender.example", Ipv4Addr::LOCALHOST),
+        // sender.example's key again, under a selector whose record allows only sha1.
+        Record::txt_strings(
+            "sha1only._domainkey.sender.example",
+            &dkim::split_txt_strings(&format!(
+                "v=DKIM1; k=rsa; h=sha1; p={}",
+                k.sender_rsa.public_key_b64
+            )),
+        ),
     ];
     // The RSA keys must really be split over several strings.
     assert!(
@@ -260,6 +268,84 @@ fn inbound_verdicts_policy_and_authentication_results() {
         "451 4.7.1 Temporary DNS failure checking SPF/DKIM/DMARC; try again later"
     );
     assert!(!r.has_reply("550"), "{}", r.out);
+}
+
+/// The header block of a delivered message with folded lines joined, and our
+/// Authentication-Results value in it.
+fn our_authentication_results(got: &str) -> String {
+    let header_block = got.split("\n\n").next().unwrap();
+    let unfolded = header_block.replace("\n\t", " ").replace('\r', "");
+    unfolded
+        .lines()
+        .find(|l| l.starts_with(&format!("Authentication-Results: {AUTHSERV}")))
+        .unwrap_or_else(|| panic!("no Authentication-Results of ours: {got}"))
+        .to_string()
+}
+
+#[test]
+fn dkim_body_length_passes_and_key_hash_restriction_rejects() {
+    if !dns_available() {
+        return;
+    }
+    let w = world("");
+    let gw = &w.gw;
+    // The envelope sender's domain has no SPF record: DMARC rests on DKIM alone.
+    let bounce = "bounce@client.sender.example";
+
+    // 1. Signed with l= (mail-auth's signer: this plain body is its own canonical form),
+    //    then a footer appended in transit: dkim=pass, DMARC pass under p=reject.
+    let text = message("alice@sender.example", "in-length", "", None);
+    let der: &[u8] = &w.keys.sender_rsa.private_pkcs8_der;
+    let key = mail_auth::common::crypto::RsaKey::<mail_auth::common::crypto::Sha256>::from_key_der(
+        der.try_into().unwrap(),
+    )
+    .unwrap();
+    let sig = mail_auth::dkim::DkimSigner::from_key(key)
+        .domain("sender.example")
+        .selector("rsa1")
+        .headers(["From", "To", "Subject", "Date", "Message-ID"])
+        .header_canonicalization(mail_auth::dkim::Canonicalization::Relaxed)
+        .body_canonicalization(mail_auth::dkim::Canonicalization::Relaxed)
+        .body_length(true)
+        .sign(&text)
+        .unwrap();
+    let mut msg = mail_auth::common::headers::HeaderWriter::to_header(&sig).into_bytes();
+    msg.extend_from_slice(&text);
+    msg.extend_from_slice(b"-- \r\nlist footer\r\n");
+    let r = send25(gw, bounce, &msg);
+    assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
+    let ar = our_authentication_results(&gw.sink.wait_message("Subject: in-length"));
+    assert!(
+        ar.contains("dkim=pass (l=23: 17 bytes after the signed body) header.d=sender.example header.s=rsa1"),
+        "{ar}"
+    );
+    assert!(ar.contains("dmarc=pass"), "{ar}");
+
+    // 2. A valid rsa-sha256 signature, but the key record says h=sha1: dkim=fail, so
+    //    DMARC fails and p=reject rejects.
+    let text = message("alice@sender.example", "in-sha1", "", None);
+    let key = dkim::SigningKey {
+        domain: "sender.example".into(),
+        selector: "sha1only".into(),
+        algorithm: Algorithm::Rsa,
+        private_pkcs8_der: w.keys.sender_rsa.private_pkcs8_der.clone(),
+    };
+    let sig = dkim::sign(&text, &[key]).unwrap().remove(0);
+    let mut msg = format!("{sig}\r\n").into_bytes();
+    msg.extend_from_slice(&text);
+    let r = send25(gw, bounce, &msg);
+    let reply = r
+        .reply_starting("550")
+        .unwrap_or_else(|| panic!("{}", r.out));
+    assert!(
+        reply.starts_with("550 5.7.1 ") && reply.contains("sender.example"),
+        "{reply}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!gw.sink.has_message("Subject: in-sha1"));
+    let events = gw.daemon.events(&["--kind", "mail"]);
+    let last = events.last().unwrap();
+    assert_eq!(last["outcome"], "reject", "{last}");
 }
 
 #[test]

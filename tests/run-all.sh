@@ -31,6 +31,8 @@ cargo build --workspace --all-targets --locked
 cargo test --workspace --locked -- --test-threads=2
 # The openspf RFC 7208 suite's score (the test above fails unless every case passes).
 cargo test --locked --test spf_rfc7208 -- --nocapture 2>/dev/null | grep '^SPF RFC 7208 suite:'
+# The DKIM comparison with python3-dkim: how many cases follow RFC 6376 and agree.
+cargo test --locked --test dkim_verify -- --nocapture 2>/dev/null | grep 'cases: postwarden as RFC 6376'
 
 # The Debian package: built and installed against Debian's own Postfix (under CI=true or
 # POSTWARDEN_PACKAGE_TEST=1; it changes the system and restores /etc/postfix after).
