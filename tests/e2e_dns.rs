@@ -38,6 +38,9 @@ fn records(k: &Keys) -> Vec<Record> {
         Record::txt("_dmarc.rejecting.example", "v=DMARC1; p=reject"),
         Record::txt("quarantining.example", "v=spf1 ip4:192.0.2.1 -all"),
         Record::txt("_dmarc.quarantining.example", "v=DMARC1; p=quarantine"),
+        // A domain ramping up its policy: p=reject for none of its failing mail yet.
+        Record::txt("ramping.example", "v=spf1 ip4:192.0.2.1 -all"),
+        Record::txt("_dmarc.ramping.example", "v=DMARC1; p=reject; pct=0"),
         // Our own customer domain: its keys as postwarden stores them.
         Record::txt("acme.example", "v=spf1 ip4:127.0.0.1 -all"),
         Record::txt("_dmarc.acme.example", "v=DMARC1; p=reject"),
@@ -368,6 +371,22 @@ fn quarantine_as_header_when_configured() {
         ),
         "{got}"
     );
+
+    // p=reject; pct=0: the failing message is sampled out and gets quarantine (here: the
+    // marker header), never 550.
+    let r = send25(
+        gw,
+        "ceo@ramping.example",
+        &message("ceo@ramping.example", "in-ramping", "", None),
+    );
+    assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
+    assert!(r.reply_starting("550").is_none(), "{}", r.out);
+    let got = gw.sink.wait_message("Subject: in-ramping");
+    assert!(
+        got.contains("pct=0 sampled-out applied=quarantine dis=quarantine"),
+        "{got}"
+    );
+    assert!(got.contains("this message was sampled out"), "{got}");
 }
 
 #[test]

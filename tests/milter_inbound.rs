@@ -186,6 +186,7 @@ fn dkim_key() -> &'static KeyPair {
 /// * aligned.test: SPF allows CLIENT, DMARC p=reject;
 /// * signed.test: SPF -all, DMARC p=reject, the DKIM key `sel` (freshly generated);
 /// * quarantine.test: SPF -all, DMARC p=quarantine;
+/// * ramp.test / ramp-q.test: SPF -all, DMARC p=reject / p=quarantine with pct=0;
 /// * down.test: every lookup fails temporarily.
 fn zone() -> StaticZone {
     let mut zone = StaticZone::new();
@@ -199,6 +200,10 @@ fn zone() -> StaticZone {
         .dkim_key(&dkim_key().dns_record("signed.test", "sel"))
         .txt("quarantine.test", "v=spf1 -all")
         .txt("_dmarc.quarantine.test", "v=DMARC1; p=quarantine")
+        .txt("ramp.test", "v=spf1 -all")
+        .txt("_dmarc.ramp.test", "v=DMARC1; p=reject; pct=0")
+        .txt("ramp-q.test", "v=spf1 -all")
+        .txt("_dmarc.ramp-q.test", "v=DMARC1; p=quarantine; pct=0")
         .fail("down.test")
         .fail("_dmarc.down.test");
     zone
@@ -429,6 +434,46 @@ async fn dmarc_quarantine_holds_or_marks_as_configured() {
         "{actions:?}"
     );
     assert_eq!(mail_events(&f)[0].outcome, "quarantine");
+}
+
+#[tokio::test]
+async fn dmarc_pct_never_applies_more_than_the_domain_asked_for() {
+    // p=reject; pct=0: every failing message is sampled out and gets quarantine (held),
+    // never 550.
+    let f = start_with("", Some(zone())).await;
+    let mut c = session_from(&f, "x@ramp.test").await;
+    let (actions, status) = deliver(&mut c, &message("x@ramp.test", false)).await;
+    assert_eq!(status, Status::Continue);
+    let ar = our_results(&actions);
+    assert!(
+        ar.contains(
+            "dmarc=fail (p=reject sp=reject pct=0 sampled-out applied=quarantine dis=quarantine)"
+        ),
+        "{ar}"
+    );
+    assert!(
+        actions.actions.iter().any(|a| matches!(
+            a,
+            EomAction::Quarantine { reason }
+                if reason.to_str().unwrap().contains("pct=0% of failing mail; this message was sampled out")
+        )),
+        "{actions:?}"
+    );
+    assert_eq!(mail_events(&f)[0].outcome, "quarantine");
+
+    // p=quarantine; pct=0: sampled out to none, delivered as is.
+    let mut c = session_from(&f, "x@ramp-q.test").await;
+    let (actions, status) = deliver(&mut c, &message("x@ramp-q.test", false)).await;
+    assert_eq!(status, Status::Continue);
+    assert!(
+        our_results(&actions).contains("pct=0 sampled-out applied=none dis=none"),
+        "{actions:?}"
+    );
+    assert!(!actions
+        .actions
+        .iter()
+        .any(|a| matches!(a, EomAction::Quarantine { .. })));
+    assert_eq!(mail_events(&f)[1].outcome, "accept");
 }
 
 #[tokio::test]

@@ -31,6 +31,14 @@ impl Policy {
         }
     }
 
+    /// The next policy down: reject → quarantine → none.
+    pub fn milder(self) -> Self {
+        match self {
+            Policy::Reject => Policy::Quarantine,
+            Policy::Quarantine | Policy::None => Policy::None,
+        }
+    }
+
     /// `none`, `quarantine` or `reject`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -74,6 +82,9 @@ pub struct PublishedPolicy {
     pub strict_spf: bool,
     /// `t=y`: testing mode (DMARCbis), the applied policy is one step milder.
     pub testing: bool,
+    /// `pct=` (RFC 7489 section 6.3): the percentage of failing mail the policy applies
+    /// to (100 when absent or invalid). The rest gets the next policy down.
+    pub pct: u8,
 }
 
 /// The DMARC evaluation of one From domain.
@@ -97,6 +108,9 @@ pub struct DmarcVerdict {
     pub dkim_aligned: Outcome,
     /// Why it did not pass, for logs.
     pub reason: Option<String>,
+    /// The failing message fell outside the record's `pct=` sample, so `policy` is the
+    /// next one down from what the record asks for (RFC 7489 section 6.6.4).
+    pub sampled_out: bool,
 }
 
 impl DmarcVerdict {
@@ -109,6 +123,7 @@ impl DmarcVerdict {
             spf_aligned: Outcome::None,
             dkim_aligned: Outcome::None,
             reason: None,
+            sampled_out: false,
         }
     }
 
@@ -137,6 +152,7 @@ impl DmarcVerdict {
             strict_dkim: r.adkim == Alignment::Strict,
             strict_spf: r.aspf == Alignment::Strict,
             testing: r.t,
+            pct: 100,
         });
         let reason = match &overall {
             DmarcResult::Fail(_) => {
@@ -159,7 +175,26 @@ impl DmarcVerdict {
             spf_aligned: map(out.spf_result()),
             dkim_aligned: map(out.dkim_result()),
             reason,
+            sampled_out: false,
         }
+    }
+
+    /// Applies the record's `pct=` to a failing verdict: `sample` (0..100, drawn at
+    /// random per message) below `pct` keeps the policy; otherwise the message is
+    /// sampled out and gets the next policy down (reject → quarantine, quarantine →
+    /// none), as RFC 7489 section 6.6.4 says. `pct=0` therefore never rejects and
+    /// `pct=100` always applies the policy. A record in DMARCbis testing mode (`t=y`)
+    /// is already one step milder and is not sampled again.
+    pub fn apply_pct(&mut self, pct: u8, sample: u8) {
+        let Some(record) = self.record.as_mut() else {
+            return;
+        };
+        record.pct = pct.min(100);
+        if self.result != Outcome::Fail || record.testing || sample < record.pct {
+            return;
+        }
+        self.sampled_out = true;
+        self.policy = self.policy.map(Policy::milder);
     }
 
     /// Orders verdicts by how much they constrain delivery (higher = stricter).
@@ -185,6 +220,53 @@ pub(super) fn strictest(verdicts: Vec<DmarcVerdict>) -> DmarcVerdict {
         }
     }
     best.unwrap_or_else(DmarcVerdict::none)
+}
+
+/// The `pct=` of the DMARC record that applies to `domain`: the record at
+/// `_dmarc.<domain>`, else at the nearest parent that has one (the same walk up the name
+/// that finds the policy). 100 when there is none, it cannot be read, or its `pct=` is
+/// missing or invalid: a lookup problem never makes the policy milder than published.
+pub(super) async fn published_pct(dns: &super::Dns, domain: &str) -> u8 {
+    let mut name = domain.trim_end_matches('.');
+    loop {
+        match dns.txt_records(&format!("_dmarc.{name}")).await {
+            Ok(records) => {
+                let dmarc: Vec<&String> = records.iter().filter(|r| is_dmarc_record(r)).collect();
+                if let [record] = dmarc.as_slice() {
+                    return pct_tag(record);
+                }
+                if !dmarc.is_empty() {
+                    return 100;
+                }
+            }
+            Err(super::LookupFailure::Temporary(_)) => return 100,
+            Err(super::LookupFailure::NotFound) => {}
+        }
+        match name.split_once('.') {
+            Some((_, parent)) if parent.contains('.') => name = parent,
+            _ => return 100,
+        }
+    }
+}
+
+fn is_dmarc_record(txt: &str) -> bool {
+    let mut tags = txt.split(';');
+    tags.next().is_some_and(|first| {
+        first
+            .split_once('=')
+            .is_some_and(|(k, v)| k.trim() == "v" && v.trim() == "DMARC1")
+    })
+}
+
+/// The `pct=` tag's value (0 to 100), or 100 when absent or invalid.
+fn pct_tag(record: &str) -> u8 {
+    record
+        .split(';')
+        .filter_map(|tag| tag.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("pct"))
+        .and_then(|(_, v)| v.trim().parse::<u8>().ok())
+        .filter(|p| *p <= 100)
+        .unwrap_or(100)
 }
 
 /// The distinct From domains (lower-case), in order of appearance.
@@ -232,6 +314,10 @@ pub fn action(cfg: &Config, v: &Verdicts) -> Action {
             DmarcRejectAction::Quarantine => quarantine(format!("DMARC failure, {domain} publishes p=reject")),
             DmarcRejectAction::Accept => Action::Deliver,
         },
+        Disposition::Quarantine if v.dmarc.sampled_out => quarantine(format!(
+            "DMARC failure, {domain} publishes p=reject for pct={}% of failing mail; this message was sampled out, so quarantined",
+            v.dmarc.record.as_ref().map_or(100, |r| r.pct)
+        )),
         Disposition::Quarantine => quarantine(format!("DMARC failure, {domain} publishes p=quarantine")),
         Disposition::Accept => {
             if v.dns_temporary_failure() && cfg.inbound.dns_failure == DnsFailureAction::Tempfail {
@@ -247,6 +333,49 @@ pub fn action(cfg: &Config, v: &Verdicts) -> Action {
 mod tests {
     use super::super::tests::verdicts;
     use super::*;
+
+    #[test]
+    fn pct_samples_out_to_the_next_policy_down() {
+        assert_eq!(pct_tag("v=DMARC1; p=reject; pct=0"), 0);
+        assert_eq!(pct_tag("v=DMARC1; p=reject; pct = 10 ;"), 10);
+        assert_eq!(pct_tag("v=DMARC1; p=reject"), 100);
+        assert_eq!(pct_tag("v=DMARC1; p=reject; pct=101"), 100);
+        assert_eq!(pct_tag("v=DMARC1; p=reject; pct=-5"), 100);
+        assert!(is_dmarc_record("v=DMARC1;p=none"));
+        assert!(!is_dmarc_record("v=spf1 -all"));
+
+        let mut failing = verdicts().dmarc;
+        failing.result = Outcome::Fail;
+        failing.policy = Some(Policy::Reject);
+        // pct=0: every failing message is sampled out; reject becomes quarantine.
+        let mut v = failing.clone();
+        v.apply_pct(0, 0);
+        assert!(v.sampled_out);
+        assert_eq!(v.policy, Some(Policy::Quarantine));
+        // pct=10: samples 0..9 get the policy, 10..99 the next one down.
+        let mut v = failing.clone();
+        v.apply_pct(10, 9);
+        assert_eq!((v.sampled_out, v.policy), (false, Some(Policy::Reject)));
+        let mut v = failing.clone();
+        v.apply_pct(10, 10);
+        assert_eq!((v.sampled_out, v.policy), (true, Some(Policy::Quarantine)));
+        // pct=100 always applies; quarantine sampled out becomes none.
+        let mut v = failing.clone();
+        v.apply_pct(100, 99);
+        assert_eq!(v.policy, Some(Policy::Reject));
+        let mut v = failing.clone();
+        v.policy = Some(Policy::Quarantine);
+        v.apply_pct(0, 50);
+        assert_eq!(v.policy, Some(Policy::None));
+        // A passing message and a t=y record are not sampled.
+        let mut v = verdicts().dmarc;
+        v.apply_pct(0, 50);
+        assert!(!v.sampled_out);
+        let mut v = failing.clone();
+        v.record.as_mut().unwrap().testing = true;
+        v.apply_pct(0, 50);
+        assert_eq!((v.sampled_out, v.policy), (false, Some(Policy::Reject)));
+    }
 
     #[test]
     fn strictest_dmarc_wins() {

@@ -24,8 +24,11 @@
 //!
 //! **DMARC flavour.** mail-auth 0.13 implements DMARCbis (RFC 9989), not RFC 7489:
 //! the organizational domain comes from a DNS tree walk (`_dmarc` lookups up the name,
-//! honouring `psd=`) instead of the Public Suffix List; `pct=` is ignored and the `t=y`
-//! testing flag downgrades the policy one step (reject→quarantine, quarantine→none); a
+//! honouring `psd=`) instead of the Public Suffix List; the `t=y` testing flag
+//! downgrades the policy one step (reject→quarantine, quarantine→none). mail-auth
+//! ignores RFC 7489's `pct=`, so this module reads it from the same record and samples:
+//! a failing message outside the sample gets the next policy down
+//! ([`DmarcVerdict::apply_pct`], RFC 7489 section 6.6.4; not applied again under `t=y`); a
 //! subdomain without its own record gets `sp=` (or `np=` when the subdomain does not
 //! exist in DNS), each defaulting to the parent's `p=`; a record without a valid `p=`
 //! counts as `p=none` if it has `rua=`, otherwise as no record at all. SPF alignment
@@ -254,7 +257,15 @@ impl Authenticator {
                         let params =
                             DmarcParameters::new(&single, &dkim_out, &spf_domain, spf_for_dmarc);
                         let out = mail_auth.verify_dmarc(self.dns.params(params)).await;
-                        verdicts.push(DmarcVerdict::from_output(&out, domain));
+                        let mut verdict = DmarcVerdict::from_output(&out, domain);
+                        if verdict.result == Outcome::Fail && verdict.record.is_some() {
+                            let pct = dmarc::published_pct(&self.dns, domain).await;
+                            verdict.apply_pct(
+                                pct,
+                                rand::Rng::gen_range(&mut rand::thread_rng(), 0..100u8),
+                            );
+                        }
+                        verdicts.push(verdict);
                     }
                     verdicts
                 };

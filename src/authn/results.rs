@@ -109,8 +109,13 @@ pub fn authentication_results(authserv_id: &str, v: &Verdicts) -> String {
             Disposition::Quarantine => "quarantine",
             Disposition::Reject => "reject",
         };
+        let pct = match (record.pct, m.sampled_out) {
+            (100, _) => String::new(),
+            (pct, false) => format!(" pct={pct}"),
+            (pct, true) => format!(" pct={pct} sampled-out"),
+        };
         e.push_str(&format!(
-            " (p={} sp={} applied={policy} dis={dis})",
+            " (p={} sp={}{pct} applied={policy} dis={dis})",
             record.p, record.sp
         ));
     } else if let Some(reason) = m.reason.as_deref() {

@@ -48,10 +48,12 @@ pub(crate) fn verdicts() -> Verdicts {
                 strict_dkim: false,
                 strict_spf: false,
                 testing: false,
+                pct: 100,
             }),
             spf_aligned: Outcome::Pass,
             dkim_aligned: Outcome::Pass,
             reason: None,
+            sampled_out: false,
         },
         from_domains: vec!["b.example".into()],
     }
