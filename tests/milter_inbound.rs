@@ -477,6 +477,42 @@ async fn dmarc_pct_never_applies_more_than_the_domain_asked_for() {
 }
 
 #[tokio::test]
+async fn mailing_list_mail_failing_p_reject_is_held_not_rejected() {
+    let listed = message("author@signed.test", false).replacen(
+        "Subject: scenario\r\n",
+        "Subject: [users] scenario\r\nList-Id: Users <users.lists.example>\r\n",
+        1,
+    );
+    // Default: held, and the hold reason and the event say why.
+    let f = start_with("", Some(zone())).await;
+    let mut c = session_from(&f, "bounces@lists.example").await;
+    let (actions, status) = deliver(&mut c, &listed).await;
+    assert_eq!(status, Status::Continue);
+    let why = "DMARC failure, signed.test publishes p=reject; mailing list Users <users.lists.example>: held instead of rejected";
+    assert!(
+        actions.actions.iter().any(|a| matches!(
+            a,
+            EomAction::Quarantine { reason } if reason.to_str().unwrap() == why
+        )),
+        "{actions:?}"
+    );
+    let ev = &mail_events(&f)[0];
+    assert_eq!(ev.outcome, "quarantine");
+    assert!(ev.reason.as_deref().unwrap().ends_with(why), "{ev:?}");
+
+    // The same message without List-Id is refused.
+    let mut c = session_from(&f, "bounces@lists.example").await;
+    let (_, status) = deliver(&mut c, &message("author@signed.test", false)).await;
+    assert!(matches!(status, Status::Reject { .. }), "{status:?}");
+
+    // dmarc_reject_list = "reject": lists get no exception.
+    let f = start_with("dmarc_reject_list = \"reject\"\n", Some(zone())).await;
+    let mut c = session_from(&f, "bounces@lists.example").await;
+    let (_, status) = deliver(&mut c, &listed).await;
+    assert!(matches!(status, Status::Reject { .. }), "{status:?}");
+}
+
+#[tokio::test]
 async fn dns_temperror_tempfails_or_accepts_as_configured() {
     let f = start_with("", Some(zone())).await;
     let mut c = session_from(&f, "x@down.test").await;

@@ -8,7 +8,9 @@ use mail_auth::{AuthenticatedMessage, DmarcOutput, DmarcResult};
 use serde::Serialize;
 
 use super::{budget_error, describe_error, Outcome, Verdicts};
-use crate::config::{Config, DmarcQuarantineAction, DmarcRejectAction, DnsFailureAction};
+use crate::config::{
+    Config, DmarcListAction, DmarcQuarantineAction, DmarcRejectAction, DnsFailureAction,
+};
 
 /// A DMARC policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -269,6 +271,40 @@ fn pct_tag(record: &str) -> u8 {
         .unwrap_or(100)
 }
 
+/// The first `List-Id` field's value (RFC 2919) in the message's header, unfolded,
+/// without control characters and at most 200 characters; `None` without one.
+pub(super) fn list_id(message: &[u8]) -> Option<String> {
+    let head_end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| message.windows(2).position(|w| w == b"\n\n"))
+        .unwrap_or(message.len());
+    let head = String::from_utf8_lossy(&message[..head_end]);
+    let mut value: Option<String> = None;
+    for line in head.split('\n') {
+        let line = line.trim_end_matches('\r');
+        match value.as_mut() {
+            Some(v) if line.starts_with([' ', '\t']) => v.push_str(line),
+            Some(_) => break,
+            None => {
+                if let Some((name, rest)) = line.split_once(':') {
+                    if name.trim_end().eq_ignore_ascii_case("list-id") {
+                        value = Some(rest.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let clean: String = value?
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!clean.is_empty()).then(|| clean.chars().take(200).collect())
+}
+
 /// The distinct From domains (lower-case), in order of appearance.
 pub(super) fn from_domains(message: &AuthenticatedMessage<'_>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -288,6 +324,9 @@ pub(super) fn from_domains(message: &AuthenticatedMessage<'_>) -> Vec<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Deliver,
+    /// Deliver a mailing-list message that fails DMARC under p=reject, as configured
+    /// (`inbound.dmarc_reject_list = "accept"`); the text goes into the event.
+    DeliverListed(String),
     /// Deliver with the X-Postwarden-Quarantine header.
     MarkQuarantine(String),
     /// Postfix's hold queue.
@@ -307,6 +346,17 @@ pub fn action(cfg: &Config, v: &Verdicts) -> Action {
         DmarcQuarantineAction::Accept => Action::Deliver,
     };
     match v.dmarc_disposition() {
+        Disposition::Reject if v.list_id.is_some() && cfg.inbound.dmarc_reject_list != DmarcListAction::Reject => {
+            let list = v.list_id.as_deref().unwrap_or_default();
+            let why = |what: &str| {
+                format!("DMARC failure, {domain} publishes p=reject; mailing list {list}: {what} instead of rejected")
+            };
+            match cfg.inbound.dmarc_reject_list {
+                DmarcListAction::Hold => Action::Hold(why("held")),
+                DmarcListAction::Header => Action::MarkQuarantine(why("marked")),
+                _ => Action::DeliverListed(why("accepted")),
+            }
+        }
         Disposition::Reject => match cfg.inbound.dmarc_reject {
             DmarcRejectAction::Reject => Action::Reject(format!(
                 "Message rejected: it fails DMARC authentication and the domain {domain} publishes p=reject"
@@ -375,6 +425,47 @@ mod tests {
         v.record.as_mut().unwrap().testing = true;
         v.apply_pct(0, 50);
         assert_eq!((v.sampled_out, v.policy), (false, Some(Policy::Reject)));
+    }
+
+    #[test]
+    fn mailing_lists_get_their_own_action() {
+        assert_eq!(
+            list_id(b"From: a@b.example\r\nList-Id: Users\r\n <users.lists.example>\r\n\r\nList-Id: body\r\n"),
+            Some("Users <users.lists.example>".into())
+        );
+        assert_eq!(list_id(b"From: a@b.example\n\nList-Id: <x>\n"), None);
+        assert_eq!(
+            list_id(b"list-id:\x1b[31m <x>\r\n\r\n"),
+            Some("[31m <x>".into())
+        );
+
+        let cfg =
+            |extra: &str| Config::parse(&format!("[inbound]\n{extra}"), "test").expect("config");
+        let mut v = verdicts();
+        v.dmarc.result = Outcome::Fail;
+        v.list_id = Some("<users.lists.example>".into());
+        match action(&cfg(""), &v) {
+            Action::Hold(why) => assert_eq!(
+                why,
+                "DMARC failure, b.example publishes p=reject; mailing list <users.lists.example>: held instead of rejected"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            action(&cfg("dmarc_reject_list = \"header\""), &v),
+            Action::MarkQuarantine(why) if why.contains("marked instead of rejected")
+        ));
+        assert!(matches!(
+            action(&cfg("dmarc_reject_list = \"accept\""), &v),
+            Action::DeliverListed(why) if why.contains("accepted instead of rejected")
+        ));
+        assert!(matches!(
+            action(&cfg("dmarc_reject_list = \"reject\""), &v),
+            Action::Reject(_)
+        ));
+        // Only p=reject failures: a list message under p=quarantine is quarantined as usual.
+        v.dmarc.policy = Some(Policy::Quarantine);
+        assert!(matches!(action(&cfg(""), &v), Action::Hold(why) if why.contains("p=quarantine")));
     }
 
     #[test]

@@ -291,6 +291,7 @@ impl Authenticator {
             dkim: dkim_checked.iter().map(DkimVerdict::from_checked).collect(),
             dmarc,
             from_domains,
+            list_id: dmarc::list_id(input.message),
         }
     }
 }
@@ -374,6 +375,8 @@ pub struct Verdicts {
     /// The distinct domains of the From header field(s), lower-case, in order. More than
     /// one (or none at all) is unusual and worth a look by the caller.
     pub from_domains: Vec<String>,
+    /// The `List-Id` field (RFC 2919) of a mailing-list message, controls removed.
+    pub list_id: Option<String>,
 }
 
 impl Verdicts {

@@ -56,6 +56,7 @@ pub(crate) fn verdicts() -> Verdicts {
             sampled_out: false,
         },
         from_domains: vec!["b.example".into()],
+        list_id: None,
     }
 }
 

@@ -17,8 +17,8 @@ mod load;
 mod types;
 
 pub use types::{
-    DkimBodyLength, DmarcQuarantineAction, DmarcRejectAction, DnsFailureAction, HumanDuration,
-    ListenAddr, LogLevel, Nameserver, SocketMode,
+    DkimBodyLength, DmarcListAction, DmarcQuarantineAction, DmarcRejectAction, DnsFailureAction,
+    HumanDuration, ListenAddr, LogLevel, Nameserver, SocketMode,
 };
 
 /// The documented default configuration, embedded in the binary.
@@ -65,6 +65,8 @@ pub struct InboundConfig {
     pub dmarc_reject: DmarcRejectAction,
     /// What a DMARC failure under p=quarantine leads to.
     pub dmarc_quarantine: DmarcQuarantineAction,
+    /// What a mailing-list message (with `List-Id`) failing DMARC under p=reject leads to.
+    pub dmarc_reject_list: DmarcListAction,
     /// What a DKIM signature with a body length limit (`l=`) counts as: verified, or
     /// neutral by local policy.
     pub dkim_body_length: DkimBodyLength,
@@ -470,6 +472,9 @@ mod tests {
         assert_eq!(cfg.dns.nameservers[1].0, "[::1]:53".parse().unwrap());
         assert_eq!(cfg.inbound.dmarc_quarantine, DmarcQuarantineAction::Header);
         assert_eq!(cfg.inbound.dkim_body_length, DkimBodyLength::Verify);
+        assert_eq!(cfg.inbound.dmarc_reject_list, DmarcListAction::Hold);
+        let e = err("[inbound]\ndmarc_reject_list = \"drop\"\n");
+        assert!(e.contains("inbound.dmarc_reject_list"), "{e}");
         let cfg = Config::parse("[inbound]\ndkim_body_length = \"neutral\"\n", "x").unwrap();
         assert_eq!(cfg.inbound.dkim_body_length, DkimBodyLength::Neutral);
         let e = err("[inbound]\ndkim_body_length = \"ignore\"\n");

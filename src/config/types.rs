@@ -24,6 +24,23 @@ pub enum DmarcRejectAction {
     Accept,
 }
 
+/// `inbound.dmarc_reject_list`: what a message from a mailing list (it has a `List-Id`
+/// field) that fails DMARC under `p=reject` gets. Lists change the subject or the body
+/// and resend from their own server, so their mail fails the author's DMARC through no
+/// fault of the author; holding it lets an operator release it.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcListAction {
+    /// 550 5.7.1, like any other message.
+    Reject,
+    /// Postfix's hold queue.
+    Hold,
+    /// Delivered with an X-Postwarden-Quarantine header.
+    Header,
+    /// Delivered, marked only in Authentication-Results and the event.
+    Accept,
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum DmarcQuarantineAction {

@@ -133,10 +133,15 @@ impl InboundMilter {
             ),
             Action::Hold(_) => ("quarantine", Status::Continue),
             Action::MarkQuarantine(_) => ("quarantine", Status::Continue),
-            Action::Deliver => ("accept", Status::Continue),
+            Action::Deliver | Action::DeliverListed(_) => ("accept", Status::Continue),
         };
         ev.outcome = outcome.to_string();
-        ev.reason = Some(format!("inbound: {summary}"));
+        ev.reason = Some(match &act {
+            Action::Hold(why) | Action::MarkQuarantine(why) | Action::DeliverListed(why) => {
+                format!("inbound: {summary}; {why}")
+            }
+            _ => format!("inbound: {summary}"),
+        });
         info!(queue_id = m.queue_id.as_deref().unwrap_or(""), outcome, %summary, "inbound verdicts");
         if status == Status::Continue {
             if let Err(e) = self.modify(cx, &ar, &act).await {
