@@ -38,6 +38,23 @@ fn records(k: &Keys) -> Vec<Record> {
         Record::txt("_dmarc.rejecting.example", "v=DMARC1; p=reject"),
         Record::txt("quarantining.example", "v=spf1 ip4:192.0.2.1 -all"),
         Record::txt("_dmarc.quarantining.example", "v=DMARC1; p=quarantine"),
+        // SPF records a sample of the RFC 7208 suite's groups is drawn from (the client is
+        // 127.0.0.1; none of these domains publishes DMARC).
+        Record::txt("cidr33.example", "v=spf1 ip4:127.0.0.1/33 -all"),
+        Record::txt("ip6only.example", "v=spf1 ip6:::ffff:127.0.0.1 -all"),
+        Record::txt(
+            "exists.example",
+            "v=spf1 exists:%{i}.in.exists.example -all",
+        ),
+        Record::a("127.0.0.1.in.exists.example", Ipv4Addr::LOCALHOST),
+        Record::txt(
+            "redirect.example",
+            "v=spf1 ip4:192.0.2.1 redirect=sender.example",
+        ),
+        Record::txt("badmacro.example", "v=spf1 ip4:127.0.0.1 foo=%z -all"),
+        Record::txt("twice.example", "v=spf1 ip4:127.0.0.1 -all"),
+        Record::txt("twice.example", "v=spf1 -all"),
+        Record::txt("numeric.example", "v=spf1 a:host.123 ip4:127.0.0.1 -all"),
         // A domain ramping up its policy: p=reject for none of its failing mail yet.
         Record::txt("ramping.example", "v=spf1 ip4:192.0.2.1 -all"),
         Record::txt("_dmarc.ramping.example", "v=DMARC1; p=reject; pct=0"),
@@ -349,6 +366,56 @@ fn dkim_body_length_passes_and_key_hash_restriction_rejects() {
     let events = gw.daemon.events(&["--kind", "mail"]);
     let last = events.last().unwrap();
     assert_eq!(last["outcome"], "reject", "{last}");
+}
+
+/// A sample of the RFC 7208 suite's groups through the real port-25 service: each
+/// message reaches the sink with the RFC's result for its MAIL FROM identity.
+#[test]
+fn spf_results_follow_rfc7208_through_postfix() {
+    if !dns_available() {
+        return;
+    }
+    let w = world("");
+    let gw = &w.gw;
+    for (domain, expected, why) in [
+        ("cidr33.example", "permerror", "a CIDR length over 32"),
+        (
+            "ip6only.example",
+            "fail",
+            "an ip6 mechanism never matches an IPv4 client",
+        ),
+        ("exists.example", "pass", "exists: asks for an A record"),
+        (
+            "redirect.example",
+            "pass",
+            "redirect= after mechanisms is followed",
+        ),
+        (
+            "badmacro.example",
+            "permerror",
+            "a modifier with a bad macro",
+        ),
+        ("twice.example", "permerror", "two SPF records"),
+        (
+            "numeric.example",
+            "permerror",
+            "a numeric top label in a domain-spec",
+        ),
+    ] {
+        let from = format!("someone@{domain}");
+        let subject = format!("spf-{}", domain.split('.').next().unwrap());
+        let r = send25(gw, &from, &message(&from, &subject, "", None));
+        assert!(r.has_reply("250 2.0.0 Ok: queued"), "{domain}: {}", r.out);
+        let got = gw.sink.wait_message(&format!("Subject: {subject}"));
+        let entry = got
+            .split(';')
+            .find(|e| e.contains(&format!("smtp.mailfrom={from}")))
+            .unwrap_or_else(|| panic!("{domain}: no SPF entry for MAIL FROM in {got}"));
+        assert!(
+            entry.trim_start().starts_with(&format!("spf={expected}")),
+            "{domain} ({why}): expected spf={expected}, got {entry}"
+        );
+    }
 }
 
 #[test]
