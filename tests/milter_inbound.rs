@@ -187,6 +187,7 @@ fn dkim_key() -> &'static KeyPair {
 /// * signed.test: SPF -all, DMARC p=reject, the DKIM key `sel` (freshly generated);
 /// * quarantine.test: SPF -all, DMARC p=quarantine;
 /// * ramp.test / ramp-q.test: SPF -all, DMARC p=reject / p=quarantine with pct=0;
+/// * fwd.test / rogue.test: forwarders with the ARC sealing key `arc`;
 /// * down.test: every lookup fails temporarily.
 fn zone() -> StaticZone {
     let mut zone = StaticZone::new();
@@ -204,6 +205,8 @@ fn zone() -> StaticZone {
         .txt("_dmarc.ramp.test", "v=DMARC1; p=reject; pct=0")
         .txt("ramp-q.test", "v=spf1 -all")
         .txt("_dmarc.ramp-q.test", "v=DMARC1; p=quarantine; pct=0")
+        .dkim_key(&arc_key().dns_record("fwd.test", "arc"))
+        .dkim_key(&arc_key().dns_record("rogue.test", "arc"))
         .fail("down.test")
         .fail("_dmarc.down.test");
     zone
@@ -509,6 +512,73 @@ async fn mailing_list_mail_failing_p_reject_is_held_not_rejected() {
     let f = start_with("dmarc_reject_list = \"reject\"\n", Some(zone())).await;
     let mut c = session_from(&f, "bounces@lists.example").await;
     let (_, status) = deliver(&mut c, &listed).await;
+    assert!(matches!(status, Status::Reject { .. }), "{status:?}");
+}
+
+fn arc_key() -> &'static KeyPair {
+    static KEY: OnceLock<KeyPair> = OnceLock::new();
+    KEY.get_or_init(|| dkim::generate(Algorithm::Ed25519).expect("Ed25519 keygen"))
+}
+
+/// signed.test's signed message as a forwarder passes it on: it verified it (DMARC
+/// pass), tagged the subject (so the DKIM signature breaks) and ARC-sealed the result
+/// as `sealer` with its key `arc`.
+fn forwarded(sealer: &str) -> String {
+    use mail_auth::common::headers::HeaderWriter;
+    let changed = message("author@signed.test", true).replacen(
+        "Subject: scenario",
+        "Subject: [fwd] scenario",
+        1,
+    );
+    let parsed = mail_auth::AuthenticatedMessage::parse(changed.as_bytes()).unwrap();
+    let dmarc = mail_auth::DmarcOutput::new("signed.test".into())
+        .with_dkim_result(mail_auth::DmarcResult::Pass);
+    let results = mail_auth::AuthenticationResults::new(sealer).with_dmarc_result(&dmarc);
+    let key = mail_auth::common::crypto::Ed25519Key::from_pkcs8_der(&arc_key().private_pkcs8_der)
+        .unwrap();
+    let set = mail_auth::arc::ArcSealer::from_key(key)
+        .domain(sealer)
+        .selector("arc")
+        .headers(["From", "To", "Subject", "Date", "Message-ID"])
+        .seal(&parsed, &results, &mail_auth::ArcOutput::default())
+        .unwrap();
+    format!("{}{changed}", set.to_header())
+}
+
+#[tokio::test]
+async fn a_trusted_arc_sealer_vouches_for_forwarded_mail() {
+    let f = start_with("arc_trusted_sealers = [\"fwd.test\"]\n", Some(zone())).await;
+
+    // Sealed by the trusted forwarder: DMARC fails now, the chain passes, delivered.
+    let mut c = session_from(&f, "author@signed.test").await;
+    let (actions, status) = deliver(&mut c, &forwarded("fwd.test")).await;
+    assert_eq!(status, Status::Continue);
+    let ar = our_results(&actions);
+    assert!(ar.contains("arc=pass (i=1 sealed by fwd.test)"), "{ar}");
+    assert!(ar.contains("dmarc=fail"), "{ar}");
+    assert!(!actions
+        .actions
+        .iter()
+        .any(|a| matches!(a, EomAction::Quarantine { .. })));
+    let ev = &mail_events(&f)[0];
+    assert_eq!(ev.outcome, "accept");
+    assert!(
+        ev.reason
+            .as_deref()
+            .unwrap()
+            .contains("overridden (reason arc): the trusted ARC sealer fwd.test saw DMARC pass"),
+        "{ev:?}"
+    );
+
+    // The same by an untrusted sealer: the chain passes, the policy applies: 550.
+    let mut c = session_from(&f, "author@signed.test").await;
+    let (_, status) = deliver(&mut c, &forwarded("rogue.test")).await;
+    assert!(matches!(status, Status::Reject { .. }), "{status:?}");
+
+    // A trusted sealer's chain broken after sealing (the body changed): no exception.
+    let tampered = forwarded("fwd.test").replace("the figures", "the numbers");
+    let mut c = session_from(&f, "author@signed.test").await;
+    let (_, status) = deliver(&mut c, &tampered).await;
     assert!(matches!(status, Status::Reject { .. }), "{status:?}");
 }
 

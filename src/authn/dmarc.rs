@@ -324,9 +324,10 @@ pub(super) fn from_domains(message: &AuthenticatedMessage<'_>) -> Vec<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Deliver,
-    /// Deliver a mailing-list message that fails DMARC under p=reject, as configured
-    /// (`inbound.dmarc_reject_list = "accept"`); the text goes into the event.
-    DeliverListed(String),
+    /// Deliver a message whose DMARC policy was not applied: a mailing-list message under
+    /// `inbound.dmarc_reject_list = "accept"`, or one vouched for by a trusted ARC
+    /// sealer. The text (why) goes into the event.
+    DeliverNoted(String),
     /// Deliver with the X-Postwarden-Quarantine header.
     MarkQuarantine(String),
     /// Postfix's hold queue.
@@ -345,7 +346,17 @@ pub fn action(cfg: &Config, v: &Verdicts) -> Action {
         DmarcQuarantineAction::Header => Action::MarkQuarantine(why),
         DmarcQuarantineAction::Accept => Action::Deliver,
     };
-    match v.dmarc_disposition() {
+    let disposition = v.dmarc_disposition();
+    if disposition != Disposition::Accept
+        && v.arc
+            .vouched_by_trusted_sealer(&cfg.inbound.arc_trusted_sealers)
+    {
+        return Action::DeliverNoted(format!(
+            "DMARC failure for {domain} overridden (reason arc): the trusted ARC sealer {} saw DMARC pass",
+            v.arc.sealer.as_deref().unwrap_or_default()
+        ));
+    }
+    match disposition {
         Disposition::Reject if v.list_id.is_some() && cfg.inbound.dmarc_reject_list != DmarcListAction::Reject => {
             let list = v.list_id.as_deref().unwrap_or_default();
             let why = |what: &str| {
@@ -354,7 +365,7 @@ pub fn action(cfg: &Config, v: &Verdicts) -> Action {
             match cfg.inbound.dmarc_reject_list {
                 DmarcListAction::Hold => Action::Hold(why("held")),
                 DmarcListAction::Header => Action::MarkQuarantine(why("marked")),
-                _ => Action::DeliverListed(why("accepted")),
+                _ => Action::DeliverNoted(why("accepted")),
             }
         }
         Disposition::Reject => match cfg.inbound.dmarc_reject {
@@ -457,7 +468,7 @@ mod tests {
         ));
         assert!(matches!(
             action(&cfg("dmarc_reject_list = \"accept\""), &v),
-            Action::DeliverListed(why) if why.contains("accepted instead of rejected")
+            Action::DeliverNoted(why) if why.contains("accepted instead of rejected")
         ));
         assert!(matches!(
             action(&cfg("dmarc_reject_list = \"reject\""), &v),

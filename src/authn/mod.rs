@@ -45,6 +45,7 @@
 //! the whole evaluation is held to a budget (default 4 × timeout), and whatever has not
 //! finished by then becomes `temperror`.
 
+pub mod arc;
 pub mod dkim;
 pub mod dmarc;
 pub mod dnscheck;
@@ -60,6 +61,7 @@ use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::{DkimOutput, DnsError, Error};
 use serde::Serialize;
 
+pub use arc::ArcVerdict;
 pub use dkim::{DkimBodyLength, DkimVerdict};
 pub use dmarc::{action, Action, Disposition, DmarcVerdict, Policy, PublishedPolicy};
 pub use resolver::{Dns, LookupFailure, ResolverError, StaticZone};
@@ -227,8 +229,22 @@ impl Authenticator {
                     .collect(),
             }
         };
-        let (spf_helo_out, spf_mail_from_out, dkim_checked) =
-            tokio::join!(spf_helo, spf_mail_from, dkim);
+        let arc = async {
+            let Some(message) = parsed.as_ref() else {
+                return ArcVerdict::none();
+            };
+            let verify = mail_auth.verify_arc(self.dns.params(message));
+            match tokio::time::timeout(stage1, verify).await {
+                Ok(out) => ArcVerdict::from_output(&out),
+                Err(_) => ArcVerdict {
+                    result: Outcome::TempError,
+                    reason: Some(describe_error(&budget_error())),
+                    ..ArcVerdict::none()
+                },
+            }
+        };
+        let (spf_helo_out, spf_mail_from_out, dkim_checked, arc) =
+            tokio::join!(spf_helo, spf_mail_from, dkim, arc);
         let dkim_out: Vec<DkimOutput> = dkim_checked.iter().map(|c| c.output.clone()).collect();
 
         // The identity DMARC aligns with SPF: MAIL FROM, or HELO for a null sender.
@@ -292,6 +308,7 @@ impl Authenticator {
             dmarc,
             from_domains,
             list_id: dmarc::list_id(input.message),
+            arc,
         }
     }
 }
@@ -377,6 +394,8 @@ pub struct Verdicts {
     pub from_domains: Vec<String>,
     /// The `List-Id` field (RFC 2919) of a mailing-list message, controls removed.
     pub list_id: Option<String>,
+    /// The message's ARC chain (RFC 8617).
+    pub arc: ArcVerdict,
 }
 
 impl Verdicts {

@@ -101,6 +101,29 @@ pub fn authentication_results(authserv_id: &str, v: &Verdicts) -> String {
         entries.push(e);
     }
 
+    if v.arc.result != Outcome::None {
+        let mut e = format!("arc={}", v.arc.result);
+        let mut notes = Vec::new();
+        if let Some(reason) = v.arc.reason.as_deref() {
+            notes.push(comment(reason));
+        }
+        if let Some(sealer) = v.arc.sealer.as_deref() {
+            notes.push(format!(
+                "i={} sealed by {}",
+                v.arc.instances,
+                comment(sealer)
+            ));
+        }
+        if !notes.is_empty() {
+            e.push_str(&format!(" ({})", notes.join(", ")));
+        }
+        e.push_str(&format!(
+            " smtp.remote-ip={}",
+            pvalue(&v.client_ip.to_string())
+        ));
+        entries.push(e);
+    }
+
     let m = &v.dmarc;
     let mut e = format!("dmarc={}", m.result);
     if let (Some(record), Some(policy)) = (&m.record, m.policy) {

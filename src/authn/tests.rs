@@ -57,6 +57,7 @@ pub(crate) fn verdicts() -> Verdicts {
         },
         from_domains: vec!["b.example".into()],
         list_id: None,
+        arc: super::ArcVerdict::none(),
     }
 }
 

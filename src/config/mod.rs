@@ -67,6 +67,9 @@ pub struct InboundConfig {
     pub dmarc_quarantine: DmarcQuarantineAction,
     /// What a mailing-list message (with `List-Id`) failing DMARC under p=reject leads to.
     pub dmarc_reject_list: DmarcListAction,
+    /// ARC sealers (domains, the `d=` of the newest ARC-Seal) whose passing chain saying
+    /// the original DMARC passed lets a message that now fails DMARC through.
+    pub arc_trusted_sealers: Vec<String>,
     /// What a DKIM signature with a body length limit (`l=`) counts as: verified, or
     /// neutral by local policy.
     pub dkim_body_length: DkimBodyLength,

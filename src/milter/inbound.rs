@@ -133,11 +133,11 @@ impl InboundMilter {
             ),
             Action::Hold(_) => ("quarantine", Status::Continue),
             Action::MarkQuarantine(_) => ("quarantine", Status::Continue),
-            Action::Deliver | Action::DeliverListed(_) => ("accept", Status::Continue),
+            Action::Deliver | Action::DeliverNoted(_) => ("accept", Status::Continue),
         };
         ev.outcome = outcome.to_string();
         ev.reason = Some(match &act {
-            Action::Hold(why) | Action::MarkQuarantine(why) | Action::DeliverListed(why) => {
+            Action::Hold(why) | Action::MarkQuarantine(why) | Action::DeliverNoted(why) => {
                 format!("inbound: {summary}; {why}")
             }
             _ => format!("inbound: {summary}"),
