@@ -329,6 +329,14 @@ fn check_config_prints_effective_config_and_names_errors() {
     let pw = Pw::new();
     let out = pw.ok(&["check-config"]);
     assert!(out.contains("busy_timeout = \"5s\""), "{out}");
+    // The default list file is the package's; without it, the built-in copy.
+    assert!(
+        out.contains("# public suffix list in use: built-in copy (20")
+            || out.contains(
+                "# public suffix list in use: /usr/share/postwarden/public_suffix_list.dat"
+            ),
+        "{out}"
+    );
     assert!(out.contains("memory_kib = 19456"), "{out}");
     let cfg = pw.dir.path().join("pw.toml");
     write(&cfg, "[store]\nbusy_timeout = \"250ms\"\n");
@@ -375,6 +383,7 @@ fn check_config_prints_effective_config_and_names_errors() {
         ("[inbound]\nlisten = \"inet:127.0.0.1:7000\"\n[submission]\nlisten = \"inet:127.0.0.1:7000\"\n", "is also `submission.listen`"),
         ("[sockets]\ngroup = \"nosuchgroup\"\n", "key `sockets.group`: no group named \"nosuchgroup\""),
         (&format!("[auth]\nlisten = \"unix:/tmp/{}/auth\"\n", "d".repeat(120)), "Unix sockets allow 107"),
+        ("[inbound]\npublic_suffix_list = \"/etc/hostname\"\n", "key `inbound.public_suffix_list`: the public suffix list /etc/hostname holds no rules"),
     ] {
         write(&cfg, text);
         for cmd in ["check-config", "run"] {

@@ -1,13 +1,16 @@
-//! DMARC: the verdict for a From domain (from mail-auth's output), the strictest of
-//! several, and the disposition the configuration gives it ([`action`]).
+//! DMARC (RFC 7489): policy discovery with the Public Suffix List, alignment and the
+//! verdict for a From domain ([`evaluate`]), the strictest of several, and the disposition
+//! the configuration gives it ([`action`]).
 
 use std::fmt;
 
-use mail_auth::dmarc::{Alignment, Policy as MaPolicy};
-use mail_auth::{AuthenticatedMessage, DmarcOutput, DmarcResult};
+use mail_auth::common::parse::TxtRecordParser;
+use mail_auth::dmarc::{Alignment, Dmarc, Policy as MaPolicy};
+use mail_auth::AuthenticatedMessage;
 use serde::Serialize;
 
-use super::{budget_error, describe_error, Outcome, Verdicts};
+use super::psl::PublicSuffixes;
+use super::{budget_error, describe_error, Dns, LookupFailure, Outcome, Verdicts};
 use crate::config::{
     Config, DmarcListAction, DmarcQuarantineAction, DmarcRejectAction, DnsFailureAction,
 };
@@ -72,6 +75,9 @@ pub enum Disposition {
 /// The published DMARC record that applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PublishedPolicy {
+    /// Where the record was found (the policy domain): the From domain itself, or its
+    /// organizational domain.
+    pub domain: String,
     /// `p=`: policy for the domain itself.
     pub p: Policy,
     /// `sp=`: policy for subdomains (defaults to `p`).
@@ -138,49 +144,6 @@ impl DmarcVerdict {
         }
     }
 
-    pub(super) fn from_output(out: &DmarcOutput, domain: &str) -> Self {
-        let map = |r: &DmarcResult| match r {
-            DmarcResult::Pass => Outcome::Pass,
-            DmarcResult::Fail(_) => Outcome::Fail,
-            DmarcResult::TempError(_) => Outcome::TempError,
-            DmarcResult::PermError(_) => Outcome::PermError,
-            DmarcResult::None => Outcome::None,
-        };
-        let overall = out.result();
-        let record = out.dmarc_record().map(|r| PublishedPolicy {
-            p: Policy::from_mail_auth(r.p),
-            sp: Policy::from_mail_auth(r.sp),
-            np: Policy::from_mail_auth(r.np),
-            strict_dkim: r.adkim == Alignment::Strict,
-            strict_spf: r.aspf == Alignment::Strict,
-            testing: r.t,
-            pct: 100,
-        });
-        let reason = match &overall {
-            DmarcResult::Fail(_) => {
-                Some("neither SPF nor DKIM passed in alignment with the From domain".to_string())
-            }
-            DmarcResult::TempError(e) | DmarcResult::PermError(e) => Some(describe_error(e)),
-            _ => None,
-        };
-        DmarcVerdict {
-            result: map(&overall),
-            from_domain: if out.domain().is_empty() {
-                domain.to_string()
-            } else {
-                out.domain().to_string()
-            },
-            policy: record
-                .as_ref()
-                .map(|_| Policy::from_mail_auth(out.policy())),
-            record,
-            spf_aligned: map(out.spf_result()),
-            dkim_aligned: map(out.dkim_result()),
-            reason,
-            sampled_out: false,
-        }
-    }
-
     /// Applies the record's `pct=` to a failing verdict: `sample` (0..100, drawn at
     /// random per message) below `pct` keeps the policy; otherwise the message is
     /// sampled out and gets the next policy down (reject → quarantine, quarantine →
@@ -224,31 +187,196 @@ pub(super) fn strictest(verdicts: Vec<DmarcVerdict>) -> DmarcVerdict {
     best.unwrap_or_else(DmarcVerdict::none)
 }
 
-/// The `pct=` of the DMARC record that applies to `domain`: the record at
-/// `_dmarc.<domain>`, else at the nearest parent that has one (the same walk up the name
-/// that finds the policy). 100 when there is none, it cannot be read, or its `pct=` is
-/// missing or invalid: a lookup problem never makes the policy milder than published.
-pub(super) async fn published_pct(dns: &super::Dns, domain: &str) -> u8 {
-    let mut name = domain.trim_end_matches('.');
-    loop {
-        match dns.txt_records(&format!("_dmarc.{name}")).await {
-            Ok(records) => {
-                let dmarc: Vec<&String> = records.iter().filter(|r| is_dmarc_record(r)).collect();
-                if let [record] = dmarc.as_slice() {
-                    return pct_tag(record);
-                }
-                if !dmarc.is_empty() {
-                    return 100;
-                }
+/// What DMARC aligns: the SPF result of the identity it checks (MAIL FROM, or HELO for a
+/// null sender) with that identity's domain, and every DKIM verdict.
+pub(super) struct Identifiers<'a> {
+    pub spf: Outcome,
+    pub spf_domain: &'a str,
+    pub dkim: &'a [super::DkimVerdict],
+}
+
+/// The record policy discovery found.
+struct Found {
+    /// Where it was found: the From domain, or its organizational domain.
+    domain: String,
+    record: Dmarc,
+    /// Its `pct=` (100 when absent or invalid).
+    pct: u8,
+}
+
+/// RFC 7489 policy discovery (section 6.6.3): the record at `_dmarc.<from>`, otherwise
+/// the one at `_dmarc.<organizational domain>` (Public Suffix List). `Ok(None)` without
+/// one; `Err` for a lookup that failed temporarily.
+async fn discover(dns: &Dns, psl: &PublicSuffixes, from: &str) -> Result<Option<Found>, String> {
+    if let Some(found) = fetch(dns, from).await? {
+        return Ok(Some(found));
+    }
+    let org = psl.organizational_domain(from);
+    if org == from {
+        return Ok(None);
+    }
+    fetch(dns, org).await
+}
+
+/// The one DMARC record at `_dmarc.<domain>`. None, several, or one that does not parse
+/// count as no record (RFC 7489 section 6.6.3, steps 4 and 5).
+async fn fetch(dns: &Dns, domain: &str) -> Result<Option<Found>, String> {
+    let records = match dns.txt_records(&format!("_dmarc.{domain}")).await {
+        Ok(records) => records,
+        Err(LookupFailure::NotFound) => return Ok(None),
+        Err(LookupFailure::Temporary(e)) => return Err(e),
+    };
+    let dmarc: Vec<&String> = records.iter().filter(|r| is_dmarc_record(r)).collect();
+    let [text] = dmarc.as_slice() else {
+        return Ok(None);
+    };
+    Ok(Dmarc::parse(text.as_bytes()).ok().map(|record| Found {
+        domain: domain.to_string(),
+        record,
+        pct: pct_tag(text),
+    }))
+}
+
+/// Whether `domain` does not exist in the sense of RFC 9091 section 2.7: no A, AAAA or
+/// MX records (NXDOMAIN or NODATA for all three). A temporary failure counts as existing.
+async fn non_existent(dns: &Dns, domain: &str) -> bool {
+    let (a, aaaa, mx) = tokio::join!(dns.a(domain), dns.aaaa(domain), dns.mx_hosts(domain));
+    [a.err(), aaaa.err(), mx.err()]
+        .iter()
+        .all(|e| *e == Some(LookupFailure::NotFound))
+}
+
+/// The DMARC verdict for one From domain (lower-case): policy discovery with the Public
+/// Suffix List, the policy that applies (`p=` for the domain's own record; `sp=`, or
+/// `np=` for a non-existent subdomain, for its organizational domain's; one step
+/// milder under `t=y`), and identifier alignment (strict: the same name; relaxed: the
+/// same organizational domain). `pct=` is read but not applied here
+/// ([`DmarcVerdict::apply_pct`]).
+pub(super) async fn evaluate(
+    dns: &Dns,
+    psl: &PublicSuffixes,
+    from: &str,
+    ids: &Identifiers<'_>,
+) -> DmarcVerdict {
+    let from = a_label(from);
+    let found = match discover(dns, psl, &from).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return DmarcVerdict {
+                from_domain: from,
+                ..DmarcVerdict::none()
             }
-            Err(super::LookupFailure::Temporary(_)) => return 100,
-            Err(super::LookupFailure::NotFound) => {}
         }
-        match name.split_once('.') {
-            Some((_, parent)) if parent.contains('.') => name = parent,
-            _ => return 100,
+        Err(e) => {
+            return DmarcVerdict {
+                result: Outcome::TempError,
+                from_domain: from,
+                reason: Some(e),
+                ..DmarcVerdict::none()
+            }
+        }
+    };
+    let r = &found.record;
+    let mut policy = if r.p == MaPolicy::Unspecified {
+        // No valid p=: with a report address it counts as p=none, else as no record.
+        if r.rua.is_empty() {
+            return DmarcVerdict {
+                from_domain: from,
+                ..DmarcVerdict::none()
+            };
+        }
+        Policy::None
+    } else if found.domain == from {
+        Policy::from_mail_auth(r.p)
+    } else if r.np != r.sp && non_existent(dns, &from).await {
+        Policy::from_mail_auth(r.np)
+    } else {
+        Policy::from_mail_auth(r.sp)
+    };
+    if r.t {
+        policy = policy.milder();
+    }
+    let strict_spf = r.aspf == Alignment::Strict;
+    let strict_dkim = r.adkim == Alignment::Strict;
+    let from_org = psl.organizational_domain(&from).to_string();
+    let aligned = |domain: &str, strict: bool| {
+        let domain = a_label(domain);
+        domain == from || (!strict && psl.organizational_domain(&domain) == from_org)
+    };
+
+    let spf_aligned = match ids.spf {
+        Outcome::Pass if aligned(ids.spf_domain, strict_spf) => Outcome::Pass,
+        Outcome::Pass => Outcome::Fail,
+        Outcome::TempError if aligned(ids.spf_domain, strict_spf) => Outcome::TempError,
+        _ => Outcome::None,
+    };
+    let mut dkim_aligned = Outcome::None;
+    for d in ids.dkim.iter().filter(|d| !d.domain.is_empty()) {
+        let contribution = match d.result {
+            Outcome::Pass if aligned(&d.domain, strict_dkim) => Outcome::Pass,
+            Outcome::Pass => Outcome::Fail,
+            Outcome::TempError if aligned(&d.domain, strict_dkim) => Outcome::TempError,
+            _ => continue,
+        };
+        if rank(contribution) < rank(dkim_aligned) {
+            dkim_aligned = contribution;
         }
     }
+    // The better of the two: pass, then temperror, then fail; with neither, fail.
+    let result = match [spf_aligned, dkim_aligned]
+        .into_iter()
+        .min_by_key(|o| rank(*o))
+        .unwrap_or(Outcome::None)
+    {
+        Outcome::None => Outcome::Fail,
+        best => best,
+    };
+    let reason = match result {
+        Outcome::Fail => {
+            Some("neither SPF nor DKIM passed in alignment with the From domain".to_string())
+        }
+        Outcome::TempError => {
+            Some("a check that would align with the From domain failed temporarily".to_string())
+        }
+        _ => None,
+    };
+    DmarcVerdict {
+        result,
+        from_domain: from,
+        policy: Some(policy),
+        record: Some(PublishedPolicy {
+            domain: found.domain.clone(),
+            p: Policy::from_mail_auth(r.p),
+            sp: Policy::from_mail_auth(r.sp),
+            np: Policy::from_mail_auth(r.np),
+            strict_dkim,
+            strict_spf,
+            testing: r.t,
+            pct: found.pct,
+        }),
+        spf_aligned,
+        dkim_aligned,
+        reason,
+        sampled_out: false,
+    }
+}
+
+/// Orders alignment contributions: pass, temperror, fail, then nothing.
+fn rank(o: Outcome) -> u8 {
+    match o {
+        Outcome::Pass => 0,
+        Outcome::TempError => 1,
+        Outcome::PermError => 2,
+        Outcome::Fail => 3,
+        _ => 4,
+    }
+}
+
+/// `domain` as lower-case A-labels without the trailing dot (unchanged if it is not a
+/// valid IDN).
+fn a_label(domain: &str) -> String {
+    let domain = domain.trim_end_matches('.');
+    idna::domain_to_ascii(domain).unwrap_or_else(|_| domain.to_ascii_lowercase())
 }
 
 fn is_dmarc_record(txt: &str) -> bool {

@@ -11,7 +11,8 @@
 //!   record's `h=` and `s=` enforced; expired signatures and revoked keys `fail`), and
 //!   `l=` signatures counted or made neutral as `inbound.dkim_body_length` says. DMARC
 //!   sees the corrected verdicts;
-//! * DMARC with identifier alignment, using mail-auth's implementation ([`dmarc`]).
+//! * DMARC (RFC 7489) with identifier alignment ([`dmarc`]), evaluated here on mail-auth's
+//!   record parser.
 //!
 //! [`action`] turns the verdicts into what the inbound milter does (deliver, quarantine,
 //! reject, tempfail) under the configuration, and [`authentication_results`] into the
@@ -22,21 +23,22 @@
 //! ([`Authenticator::with_zone`]), so that passing and failing verdicts can be tested
 //! without a DNS server.
 //!
-//! **DMARC flavour.** mail-auth 0.13 implements DMARCbis (RFC 9989), not RFC 7489:
-//! the organizational domain comes from a DNS tree walk (`_dmarc` lookups up the name,
-//! honouring `psd=`) instead of the Public Suffix List; the `t=y` testing flag
-//! downgrades the policy one step (reject→quarantine, quarantine→none). mail-auth
-//! ignores RFC 7489's `pct=`, so this module reads it from the same record and samples:
-//! a failing message outside the sample gets the next policy down
-//! ([`DmarcVerdict::apply_pct`], RFC 7489 section 6.6.4; not applied again under `t=y`); a
-//! subdomain without its own record gets `sp=` (or `np=` when the subdomain does not
-//! exist in DNS), each defaulting to the parent's `p=`; a record without a valid `p=`
-//! counts as `p=none` if it has `rua=`, otherwise as no record at all. SPF alignment
-//! uses the MAIL FROM domain, or the HELO domain for a null sender.
+//! **DMARC.** Policy discovery follows RFC 7489 section 6.6.3: the record at
+//! `_dmarc.<From domain>`, otherwise the one at `_dmarc.<organizational domain>`, where
+//! the organizational domain comes from the Public Suffix List ([`psl`]; a file the
+//! package ships, `inbound.public_suffix_list`). None, several or an unparseable record
+//! count as no record. The domain's own record applies `p=`; the organizational domain's
+//! applies `sp=`, or `np=` when the From domain does not exist (no A, AAAA or MX: RFC
+//! 9091); a record without a valid `p=` counts as `p=none` if it has `rua=`, otherwise
+//! as no record. Relaxed alignment compares organizational domains, strict compares
+//! names; SPF aligns with the MAIL FROM domain, or the HELO domain for a null sender.
+//! From DMARCbis it keeps the `t=y` testing flag (the policy one step milder). `pct=`
+//! samples: a failing message outside the sample gets the next policy down
+//! ([`DmarcVerdict::apply_pct`], RFC 7489 section 6.6.4; not applied again under `t=y`).
 //!
-//! **Several From domains.** mail-auth declines to evaluate DMARC when the From field(s)
-//! name more than one domain. Because that would let a forger escape a `p=reject` by
-//! adding a second address, this module evaluates each distinct From domain (up to
+//! **Several From domains.** RFC 7489 exempts messages whose From field(s) name more than
+//! one domain. Because that would let a forger escape a `p=reject` by adding a second
+//! address, this module evaluates each distinct From domain (up to
 //! [`MAX_FROM_DOMAINS`]) and keeps the strictest outcome, as RFC 7489 section 6.6.1
 //! suggests; [`Verdicts::from_domains`] lists them all.
 //!
@@ -49,6 +51,7 @@ pub mod arc;
 pub mod dkim;
 pub mod dmarc;
 pub mod dnscheck;
+pub mod psl;
 pub mod resolver;
 pub mod results;
 pub mod spf;
@@ -57,13 +60,13 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::{DkimOutput, DnsError, Error};
 use serde::Serialize;
 
 pub use arc::ArcVerdict;
 pub use dkim::{DkimBodyLength, DkimVerdict};
 pub use dmarc::{action, Action, Disposition, DmarcVerdict, Policy, PublishedPolicy};
+pub use psl::PublicSuffixes;
 pub use resolver::{Dns, LookupFailure, ResolverError, StaticZone};
 pub use results::{authentication_results, authserv_id, claims_authserv_id, hostname};
 pub use spf::SpfVerdict;
@@ -87,6 +90,7 @@ pub struct Authenticator {
     budget: Duration,
     hostname: String,
     dkim_body_length: DkimBodyLength,
+    psl: PublicSuffixes,
 }
 
 impl fmt::Debug for Authenticator {
@@ -97,6 +101,7 @@ impl fmt::Debug for Authenticator {
             .field("budget", &self.budget)
             .field("hostname", &self.hostname)
             .field("dkim_body_length", &self.dkim_body_length)
+            .field("psl", &self.psl)
             .finish()
     }
 }
@@ -119,11 +124,19 @@ impl Authenticator {
     }
 
     /// An evaluator for the configured `[dns]` nameservers and timeout, and the
-    /// configured `inbound.dkim_body_length`.
+    /// configured `inbound.dkim_body_length` and `inbound.public_suffix_list`.
     pub fn from_config(cfg: &crate::config::Config) -> Result<Self, ResolverError> {
         let nameservers: Vec<SocketAddr> = cfg.dns.nameservers.iter().map(|n| n.0).collect();
+        let psl = PublicSuffixes::load(&cfg.inbound.public_suffix_list)
+            .map_err(ResolverError::PublicSuffixList)?;
         Ok(Self::new(&nameservers, cfg.dns.timeout.0)?
-            .with_dkim_body_length(cfg.inbound.dkim_body_length))
+            .with_dkim_body_length(cfg.inbound.dkim_body_length)
+            .with_public_suffixes(psl))
+    }
+
+    /// The Public Suffix List in use.
+    pub fn public_suffixes(&self) -> &PublicSuffixes {
+        &self.psl
     }
 
     /// An evaluator answering every DNS question from `zone`, never from the network.
@@ -138,7 +151,15 @@ impl Authenticator {
             budget: timeout * 4,
             hostname: "localhost".to_string(),
             dkim_body_length: DkimBodyLength::Verify,
+            psl: PublicSuffixes::built_in(),
         }
+    }
+
+    /// Sets the Public Suffix List DMARC finds organizational domains with (default: the
+    /// built-in copy).
+    pub fn with_public_suffixes(mut self, psl: PublicSuffixes) -> Self {
+        self.psl = psl;
+        self
     }
 
     /// Sets the overall time budget of one [`evaluate`](Self::evaluate) call (at least
@@ -245,12 +266,20 @@ impl Authenticator {
         };
         let (spf_helo_out, spf_mail_from_out, dkim_checked, arc) =
             tokio::join!(spf_helo, spf_mail_from, dkim, arc);
-        let dkim_out: Vec<DkimOutput> = dkim_checked.iter().map(|c| c.output.clone()).collect();
+        let dkim: Vec<DkimVerdict> = dkim_checked.iter().map(DkimVerdict::from_checked).collect();
 
         // The identity DMARC aligns with SPF: MAIL FROM, or HELO for a null sender.
-        let (spf_for_dmarc, spf_domain) = match &spf_mail_from_out {
-            Some(checked) => (&checked.output, checked.output.domain().to_string()),
-            None => (&spf_helo_out.output, helo.clone()),
+        let ids = match &spf_mail_from_out {
+            Some(checked) => dmarc::Identifiers {
+                spf: checked.verdict.result,
+                spf_domain: checked.output.domain(),
+                dkim: &dkim,
+            },
+            None => dmarc::Identifiers {
+                spf: spf_helo_out.verdict.result,
+                spf_domain: &helo,
+                dkim: &dkim,
+            },
         };
 
         // Stage 2: DMARC for each distinct From domain, within what is left of the budget.
@@ -259,38 +288,27 @@ impl Authenticator {
             .budget
             .saturating_sub(start.elapsed())
             .max(self.timeout);
-        let dmarc = match parsed.as_ref() {
-            Some(message) if !from_domains.is_empty() => {
-                let evaluation = async {
-                    let mut verdicts = Vec::new();
-                    for domain in from_domains.iter().take(MAX_FROM_DOMAINS) {
-                        let mut single = message.clone();
-                        single.from.retain(|a| {
-                            domain_of(a)
-                                .trim_end_matches('.')
-                                .eq_ignore_ascii_case(domain)
-                        });
-                        let params =
-                            DmarcParameters::new(&single, &dkim_out, &spf_domain, spf_for_dmarc);
-                        let out = mail_auth.verify_dmarc(self.dns.params(params)).await;
-                        let mut verdict = DmarcVerdict::from_output(&out, domain);
-                        if verdict.result == Outcome::Fail && verdict.record.is_some() {
-                            let pct = dmarc::published_pct(&self.dns, domain).await;
-                            verdict.apply_pct(
-                                pct,
-                                rand::Rng::gen_range(&mut rand::thread_rng(), 0..100u8),
-                            );
-                        }
-                        verdicts.push(verdict);
+        let dmarc = if from_domains.is_empty() {
+            DmarcVerdict::none()
+        } else {
+            let evaluation = async {
+                let mut verdicts = Vec::new();
+                for domain in from_domains.iter().take(MAX_FROM_DOMAINS) {
+                    let mut verdict = dmarc::evaluate(&self.dns, &self.psl, domain, &ids).await;
+                    if let Some(pct) = verdict.record.as_ref().map(|r| r.pct) {
+                        verdict.apply_pct(
+                            pct,
+                            rand::Rng::gen_range(&mut rand::thread_rng(), 0..100u8),
+                        );
                     }
-                    verdicts
-                };
-                match tokio::time::timeout(remaining, evaluation).await {
-                    Ok(verdicts) => dmarc::strictest(verdicts),
-                    Err(_) => DmarcVerdict::timed_out(&from_domains[0]),
+                    verdicts.push(verdict);
                 }
+                verdicts
+            };
+            match tokio::time::timeout(remaining, evaluation).await {
+                Ok(verdicts) => dmarc::strictest(verdicts),
+                Err(_) => DmarcVerdict::timed_out(&from_domains[0]),
             }
-            _ => DmarcVerdict::none(),
         };
 
         let spf_helo = spf_helo_out.verdict;
@@ -304,7 +322,7 @@ impl Authenticator {
             mail_from,
             spf_helo,
             spf_mail_from,
-            dkim: dkim_checked.iter().map(DkimVerdict::from_checked).collect(),
+            dkim,
             dmarc,
             from_domains,
             list_id: dmarc::list_id(input.message),

@@ -43,6 +43,9 @@ pub enum ResolverError {
     /// The resolver could not be set up.
     #[error("cannot set up the DNS resolver: {0}")]
     Resolver(String),
+    /// The configured Public Suffix List could not be loaded.
+    #[error("{0}")]
+    PublicSuffixList(String),
 }
 
 /// The DNS source of one [`Authenticator`](super::Authenticator): a mail-auth resolver and
@@ -358,12 +361,9 @@ fn reverse_name(ip: IpAddr) -> String {
 ///   for wins). A name that holds nothing at all is NXDOMAIN; a name that holds only other
 ///   types answers "no records".
 /// * **A, AAAA, MX, PTR**: the records added, or an empty answer when there are none,
-///   which SPF treats exactly like NXDOMAIN. DMARC (mail-auth 0.13) cannot see the
-///   difference between an empty answer and a name that does not exist, because its
-///   caches hold only positive address answers: it never applies `np=` (a subdomain
-///   without its own record gets `sp=`); a test of that needs a real DNS server
-///   (`tests/verdicts_dns.rs`). SPF asks through [`Dns::a`] and its siblings, which tell
-///   "no records" from a temporary failure.
+///   which SPF and DMARC's `np=` test treat exactly like NXDOMAIN (RFC 9091 counts both
+///   as "does not exist"). SPF and DMARC ask through [`Dns::a`] and its siblings, which
+///   tell "no records" from a temporary failure.
 /// * **CNAME** ([`cname`](Self::cname)): every lookup of the alias is one of its target.
 /// * A name given to [`fail`](Self::fail) answers every lookup with a temporary failure
 ///   (like SERVFAIL or a timeout), immediately.

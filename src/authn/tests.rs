@@ -42,6 +42,7 @@ pub(crate) fn verdicts() -> Verdicts {
             from_domain: "b.example".into(),
             policy: Some(Policy::Reject),
             record: Some(PublishedPolicy {
+                domain: "b.example".into(),
                 p: Policy::Reject,
                 sp: Policy::Reject,
                 np: Policy::Reject,
@@ -592,4 +593,113 @@ fn dkim_t_s_expiry_and_revocation_fail() {
         ar.contains("dkim=fail (signature expired) header.d=dk.test header.s=plain header.a=ed25519-sha256 header.b="),
         "{ar}"
     );
+}
+
+/// Policy discovery and alignment with the Public Suffix List (RFC 7489 sections 3.2 and
+/// 6.6.3), `sp=` and `np=` (RFC 9091).
+#[test]
+fn zone_public_suffix_list_sp_and_np() {
+    let mut z = zone();
+    // example.co.uk: its organizational domain holds the policy, sp= stricter than p=,
+    // np= strictest; news.example.co.uk exists (an MX), ghost.example.co.uk does not.
+    z.txt(
+        "_dmarc.example.co.uk",
+        "v=DMARC1; p=none; sp=quarantine; np=reject",
+    )
+    .mx("news.example.co.uk", 10, "mx.example.co.uk")
+    // A record published at an intermediate name is not the organizational domain's:
+    // RFC 7489 asks only the From domain and its organizational domain.
+    .txt("_dmarc.b.example.co.uk", "v=DMARC1; p=reject")
+    // github.io is a public suffix: alice.github.io is its own organization, and a
+    // record at the suffix covers nobody.
+    .txt("_dmarc.github.io", "v=DMARC1; p=reject")
+    // A subdomain with its own p=reject whose mail is signed by the parent: relaxed
+    // alignment compares organizational domains, so the parent's signature aligns.
+    .txt("_dmarc.sub.signer.test", "v=DMARC1; p=reject")
+    .dkim_key(&ed_key().dns_record("signer.test", "ed1"))
+    // Two DMARC records: no policy at all (step 5).
+    .txt("_dmarc.twice.test", "v=DMARC1; p=reject")
+    .txt("_dmarc.twice.test", "v=DMARC1; p=none")
+    // Strict DKIM alignment: the parent's signature does not align.
+    .txt("_dmarc.strict.signer2.test", "v=DMARC1; p=reject; adkim=s")
+    .dkim_key(&ed_key().dns_record("signer2.test", "ed1"));
+    let auth = Authenticator::with_zone(z);
+    let run = |from: &str, sign_as: Option<&str>| {
+        let msg = message(from, "hi\r\n", sign_as);
+        evaluate(
+            &auth,
+            "203.0.113.9",
+            "relay.test",
+            "bounce@elsewhere.test",
+            &msg,
+        )
+    };
+
+    let v = run("x@news.example.co.uk", None);
+    assert_eq!(v.dmarc.result, Outcome::Fail);
+    assert_eq!(
+        v.dmarc.policy,
+        Some(Policy::Quarantine),
+        "sp= for an existing subdomain"
+    );
+    assert_eq!(v.dmarc.record.as_ref().unwrap().domain, "example.co.uk");
+
+    let v = run("x@ghost.example.co.uk", None);
+    assert_eq!(
+        v.dmarc.policy,
+        Some(Policy::Reject),
+        "np= for a name that does not exist"
+    );
+
+    let v = run("x@example.co.uk", None);
+    assert_eq!(
+        v.dmarc.policy,
+        Some(Policy::None),
+        "p= for the domain itself"
+    );
+
+    let v = run("x@a.b.example.co.uk", None);
+    assert_eq!(
+        v.dmarc.record.as_ref().unwrap().domain,
+        "example.co.uk",
+        "the organizational domain's record, not the intermediate one"
+    );
+    assert_eq!(
+        v.dmarc.policy,
+        Some(Policy::Reject),
+        "np=: a.b.example.co.uk does not exist"
+    );
+
+    let v = run("x@alice.github.io", None);
+    assert_eq!(v.dmarc.result, Outcome::None, "{:?}", v.dmarc);
+
+    let v = run("x@sub.signer.test", Some("signer.test"));
+    assert_eq!(v.dkim[0].result, Outcome::Pass);
+    assert_eq!(v.dmarc.dkim_aligned, Outcome::Pass, "{:?}", v.dmarc);
+    assert_eq!(v.dmarc.result, Outcome::Pass);
+
+    let v = run("x@strict.signer2.test", Some("signer2.test"));
+    assert_eq!(v.dkim[0].result, Outcome::Pass);
+    assert_eq!(
+        v.dmarc.dkim_aligned,
+        Outcome::Fail,
+        "adkim=s: {:?}",
+        v.dmarc
+    );
+    assert_eq!(v.dmarc_disposition(), Disposition::Reject);
+
+    let v = run("x@twice.test", None);
+    assert_eq!(v.dmarc.result, Outcome::None, "two records: {:?}", v.dmarc);
+
+    // The same, with a list that makes co.uk an ordinary domain: example.co.uk is then a
+    // subdomain of the organizational domain co.uk, which publishes nothing.
+    let custom =
+        crate::authn::PublicSuffixes::parse("// ===BEGIN ICANN DOMAINS===\nuk\n", "test list")
+            .unwrap();
+    let mut z = StaticZone::new();
+    z.txt("_dmarc.example.co.uk", "v=DMARC1; p=reject");
+    let auth = Authenticator::with_zone(z).with_public_suffixes(custom);
+    let msg = message("x@news.example.co.uk", "hi\r\n", None);
+    let v = evaluate(&auth, "203.0.113.9", "relay.test", "b@elsewhere.test", &msg);
+    assert_eq!(v.dmarc.result, Outcome::None, "{:?}", v.dmarc);
 }

@@ -35,8 +35,14 @@ pub(super) fn check_config(cli: &Cli, cfg: &Config, json: bool) -> CliResult {
         Some(p) => format!("# configuration file: {}", p.display()),
         None => "# no configuration file: the embedded default".to_string(),
     };
+    let psl = crate::authn::PublicSuffixes::load(&cfg.inbound.public_suffix_list)
+        .map_err(|e| CliError::Usage(format!("key `inbound.public_suffix_list`: {e}")))?;
     emit(json, serde_json::to_value(cfg).expect("json"), || {
-        format!("{source}\n{}", cfg.to_toml())
+        format!(
+            "{source}\n# public suffix list in use: {}\n{}",
+            psl.source(),
+            cfg.to_toml()
+        )
     });
     Ok(())
 }

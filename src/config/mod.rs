@@ -73,6 +73,9 @@ pub struct InboundConfig {
     /// What a DKIM signature with a body length limit (`l=`) counts as: verified, or
     /// neutral by local policy.
     pub dkim_body_length: DkimBodyLength,
+    /// The Public Suffix List file for DMARC's organizational domains; the built-in copy
+    /// when it does not exist.
+    pub public_suffix_list: PathBuf,
 }
 
 /// `[dns]`.
@@ -280,6 +283,11 @@ impl Config {
             return Err(ConfigError(format!(
                 "{origin}: key `sockets.group`: no group named {:?} on this machine",
                 self.sockets.group
+            )));
+        }
+        if let Err(e) = crate::authn::PublicSuffixes::load(&self.inbound.public_suffix_list) {
+            return Err(ConfigError(format!(
+                "{origin}: key `inbound.public_suffix_list`: {e}"
             )));
         }
         Ok(())
