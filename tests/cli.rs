@@ -384,12 +384,50 @@ fn check_config_prints_effective_config_and_names_errors() {
         ("[sockets]\ngroup = \"nosuchgroup\"\n", "key `sockets.group`: no group named \"nosuchgroup\""),
         (&format!("[auth]\nlisten = \"unix:/tmp/{}/auth\"\n", "d".repeat(120)), "Unix sockets allow 107"),
         ("[inbound]\npublic_suffix_list = \"/etc/hostname\"\n", "key `inbound.public_suffix_list`: the public suffix list /etc/hostname holds no rules"),
+        ("[inbound]\narc_seal_domain = \"gw.example\"\n", "sealing also needs inbound.arc_seal_selector and inbound.arc_seal_key"),
+        ("[inbound]\narc_seal_domain = \"gw.example\"\narc_seal_selector = \"s1\"\narc_seal_key = \"/nonexistent/arc.pem\"\n", "key `inbound.arc_seal_key`: cannot read /nonexistent/arc.pem"),
+        ("[inbound]\narc_seal_domain = \"gw.example\"\narc_seal_selector = \"s1\"\narc_seal_key = \"/etc/hostname\"\n", "not an Ed25519 or RSA private key"),
     ] {
         write(&cfg, text);
         for cmd in ["check-config", "run"] {
             let err = pw.fails(2, &[cmd, "--config", cfg.to_str().unwrap()]);
             assert!(err.contains(needle), "{cmd} {text:?}: {err}");
         }
+    }
+    // An ARC sealing key made with openssl (Ed25519 PKCS#8 and RSA PKCS#1 PEM): the
+    // record to publish is printed.
+    let key = pw.dir.path().join("arc.pem");
+    let key_arg = key.to_str().unwrap();
+    for (args, k) in [
+        (
+            &["genpkey", "-algorithm", "ed25519", "-out", key_arg][..],
+            "k=ed25519",
+        ),
+        (
+            &["genrsa", "-traditional", "-out", key_arg, "2048"][..],
+            "k=rsa",
+        ),
+    ] {
+        let st = std::process::Command::new("openssl")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl (package openssl)");
+        assert!(st.success());
+        write(
+            &cfg,
+            &format!(
+                "[inbound]\narc_seal_domain = \"gw.example\"\narc_seal_selector = \"s1\"\narc_seal_key = {:?}\n",
+                key.display().to_string()
+            ),
+        );
+        let out = pw.ok(&["check-config", "--config", cfg.to_str().unwrap()]);
+        assert!(
+            out.contains(&format!(
+                "# ARC sealing as gw.example; publish: s1._domainkey.gw.example. IN TXT ( \"v=DKIM1; {k}; p="
+            )),
+            "{out}"
+        );
     }
     let err = pw.fails(2, &["check-config", "--config", "/nonexistent/pw.toml"]);
     assert!(

@@ -605,3 +605,119 @@ async fn dns_temperror_tempfails_or_accepts_as_configured() {
     assert!(ar.contains("dmarc=temperror"), "{ar}");
     assert_eq!(mail_events(&f)[0].outcome, "accept");
 }
+
+fn seal_key() -> &'static KeyPair {
+    static KEY: OnceLock<KeyPair> = OnceLock::new();
+    KEY.get_or_init(|| dkim::generate(Algorithm::Ed25519).expect("Ed25519 keygen"))
+}
+
+/// The message as Postfix delivers it after the milter's header insertions at the top.
+fn delivered(raw: &str, actions: &indymilter_test::EomActions) -> String {
+    let mut top: Vec<String> = Vec::new();
+    for a in &actions.actions {
+        if let EomAction::InsertHeader {
+            index: 0,
+            name,
+            value,
+        } = a
+        {
+            let value = value.to_string_lossy().replace('\n', "\r\n");
+            top.insert(
+                0,
+                format!("{}: {}", name.to_str().unwrap(), value.trim_start()),
+            );
+        }
+    }
+    format!("{}\r\n{raw}", top.join("\r\n"))
+}
+
+#[tokio::test]
+async fn delivered_mail_is_arc_sealed_when_configured() {
+    use base64::Engine as _;
+    let keydir = tempfile::tempdir().unwrap();
+    let pem = keydir.path().join("arc.pem");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&seal_key().private_pkcs8_der);
+    std::fs::write(
+        &pem,
+        format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n"),
+    )
+    .unwrap();
+    let f = start_with(
+        &format!(
+            "arc_trusted_sealers = [\"fwd.test\"]\narc_seal_domain = \"gw.test\"\n\
+             arc_seal_selector = \"seal1\"\narc_seal_key = {:?}\n",
+            pem.display().to_string()
+        ),
+        Some(zone()),
+    )
+    .await;
+    // The customer's server: knows our key (and the forwarder's).
+    let mut downstream = zone();
+    downstream.dkim_key(&seal_key().dns_record("gw.test", "seal1"));
+    let verifier = Authenticator::with_zone(downstream);
+    let verify = |msg: String| {
+        let verifier = verifier.clone();
+        async move {
+            let input = postwarden::authn::Input {
+                client_ip: "192.0.2.99".parse().unwrap(),
+                helo: "gw.test",
+                mail_from: "",
+                message: msg.as_bytes(),
+            };
+            verifier.evaluate(&input).await.arc
+        }
+    };
+
+    // Direct mail that passes DMARC: the first set, cv=none, saying dmarc=pass.
+    let raw = message("author@signed.test", true);
+    let mut c = session_from(&f, "author@signed.test").await;
+    let (actions, status) = deliver(&mut c, &raw).await;
+    assert_eq!(status, Status::Continue);
+    let out = delivered(&raw, &actions);
+    assert!(
+        out.starts_with("ARC-Seal: i=1; a=ed25519-sha256; cv=none; d=gw.test; s=seal1;"),
+        "{out}"
+    );
+    let ours = our_results(&actions);
+    assert!(
+        out.contains(&format!(
+            "ARC-Authentication-Results: i=1; {}",
+            ours.trim_start().replace('\n', "\r\n")
+        )),
+        "the AAR is our Authentication-Results: {out}"
+    );
+    let arc = verify(out.clone()).await;
+    assert_eq!(
+        arc.result,
+        postwarden::authn::Outcome::Pass,
+        "{arc:?}\n{out}"
+    );
+    assert_eq!(arc.instances, 1);
+    assert_eq!(arc.sealer.as_deref(), Some("gw.test"));
+    assert!(arc.sealer_saw_dmarc_pass, "{arc:?}");
+    // Changed after sealing: the chain no longer verifies.
+    let arc = verify(out.replace("the figures", "the numbers")).await;
+    assert_eq!(arc.result, postwarden::authn::Outcome::Fail, "{arc:?}");
+
+    // Forwarded mail with a chain: the second set, cv=pass, and the chain still passes.
+    let raw = forwarded("fwd.test");
+    let mut c = session_from(&f, "author@signed.test").await;
+    let (actions, status) = deliver(&mut c, &raw).await;
+    assert_eq!(status, Status::Continue);
+    let out = delivered(&raw, &actions);
+    assert!(
+        out.starts_with("ARC-Seal: i=2; a=ed25519-sha256; cv=pass; d=gw.test;"),
+        "{out}"
+    );
+    let arc = verify(out).await;
+    assert_eq!(arc.result, postwarden::authn::Outcome::Pass, "{arc:?}");
+    assert_eq!(arc.instances, 2);
+    assert_eq!(arc.sealer.as_deref(), Some("gw.test"));
+
+    // Rejected mail gets no seal; nothing else changes.
+    let raw = message("x@signed.test", false);
+    let mut c = session_from(&f, "x@signed.test").await;
+    let (actions, status) = deliver(&mut c, &raw).await;
+    assert!(matches!(status, Status::Reject { .. }), "{status:?}");
+    assert!(actions.actions.is_empty(), "{actions:?}");
+}

@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 use mail_auth::{DkimOutput, DnsError, Error};
 use serde::Serialize;
 
-pub use arc::ArcVerdict;
+pub use arc::{ArcSealer, ArcVerdict, NotSealed};
 pub use dkim::{DkimBodyLength, DkimVerdict};
 pub use dmarc::{action, Action, Disposition, DmarcVerdict, Policy, PublishedPolicy};
 pub use psl::PublicSuffixes;

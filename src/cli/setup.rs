@@ -37,9 +37,18 @@ pub(super) fn check_config(cli: &Cli, cfg: &Config, json: bool) -> CliResult {
     };
     let psl = crate::authn::PublicSuffixes::load(&cfg.inbound.public_suffix_list)
         .map_err(|e| CliError::Usage(format!("key `inbound.public_suffix_list`: {e}")))?;
+    let arc = crate::authn::ArcSealer::from_config(cfg).map_err(CliError::Usage)?;
+    let arc_line = match &arc {
+        Some(sealer) => format!(
+            "# ARC sealing as {}; publish: {}\n",
+            sealer.domain(),
+            sealer.dns_record().zone_line()
+        ),
+        None => String::new(),
+    };
     emit(json, serde_json::to_value(cfg).expect("json"), || {
         format!(
-            "{source}\n# public suffix list in use: {}\n{}",
+            "{source}\n# public suffix list in use: {}\n{arc_line}{}",
             psl.source(),
             cfg.to_toml()
         )

@@ -76,6 +76,13 @@ pub struct InboundConfig {
     /// The Public Suffix List file for DMARC's organizational domains; the built-in copy
     /// when it does not exist.
     pub public_suffix_list: PathBuf,
+    /// ARC sealing: the signing domain (`d=`); empty: inbound mail is not sealed.
+    pub arc_seal_domain: String,
+    /// ARC sealing: the selector (`s=`) whose `_domainkey` record publishes the key.
+    pub arc_seal_selector: String,
+    /// ARC sealing: the private key file (PEM or DER, Ed25519 or RSA; relative: in the
+    /// data directory).
+    pub arc_seal_key: PathBuf,
 }
 
 /// `[dns]`.
@@ -284,6 +291,9 @@ impl Config {
                 "{origin}: key `sockets.group`: no group named {:?} on this machine",
                 self.sockets.group
             )));
+        }
+        if let Err(e) = crate::authn::ArcSealer::from_config(self) {
+            return Err(ConfigError(format!("{origin}: {e}")));
         }
         if let Err(e) = crate::authn::PublicSuffixes::load(&self.inbound.public_suffix_list) {
             return Err(ConfigError(format!(

@@ -130,7 +130,7 @@ pub(super) fn expected_encoding(algorithm: Algorithm) -> &'static str {
 }
 
 /// Loads stored private key bytes as a key mail-auth can sign with.
-pub(super) fn load_key(algorithm: Algorithm, der: &[u8]) -> Result<DkimKey, String> {
+pub(crate) fn load_key(algorithm: Algorithm, der: &[u8]) -> Result<DkimKey, String> {
     match algorithm {
         Algorithm::Rsa => {
             // mail-auth takes a rustls-pki-types `PrivateKeyDer`; its `TryFrom<&[u8]>`

@@ -21,6 +21,7 @@ mod fixtures;
 
 pub use crate::model::DkimAlgorithm as Algorithm;
 pub use crate::model::SigningKey;
+pub(crate) use key::load_key;
 pub use key::{generate, public_key_b64, KeyPair, RSA_BITS};
 pub use record::{dns_record, record_matches, split_txt_strings, DnsRecord, TXT_STRING_MAX};
 pub use sign::{milter_header, sign, SIGNED_HEADERS};

@@ -46,12 +46,15 @@ pub struct InboundMilter {
     authserv_id: String,
     events: Arc<EventSink>,
     max_message: usize,
+    /// Seals delivered mail with postwarden's ARC set, when configured.
+    sealer: Option<authn::ArcSealer>,
 }
 
 impl InboundMilter {
     /// The milter with the configured DNS resolver.
     pub fn new(cfg: Arc<Config>, events: Arc<EventSink>) -> anyhow::Result<Arc<Self>> {
         let authenticator = Authenticator::from_config(&cfg)?.with_hostname(authn::hostname());
+        authn::ArcSealer::from_config(&cfg).map_err(anyhow::Error::msg)?;
         Ok(Self::with_authenticator(cfg, events, authenticator))
     }
 
@@ -62,7 +65,12 @@ impl InboundMilter {
         events: Arc<EventSink>,
         authenticator: Authenticator,
     ) -> Arc<Self> {
+        let sealer = authn::ArcSealer::from_config(&cfg).unwrap_or_else(|e| {
+            warn!(error = %e, "ARC sealing is off");
+            None
+        });
         Arc::new(InboundMilter {
+            sealer,
             authserv_id: authn::authserv_id(&cfg),
             max_message: cfg.max_message_bytes(),
             cfg,
@@ -143,8 +151,28 @@ impl InboundMilter {
             _ => format!("inbound: {summary}"),
         });
         info!(queue_id = m.queue_id.as_deref().unwrap_or(""), outcome, %summary, "inbound verdicts");
+        let mut arc_set = Vec::new();
+        if let (Some(sealer), Status::Continue) = (&self.sealer, status) {
+            let sealed = if m.buffer.truncated {
+                Err("not ARC-sealed: message over max_message_mib".to_string())
+            } else {
+                sealer
+                    .seal(&raw, &v.arc, &ar, crate::model::now() as u64)
+                    .map_err(|e| e.to_string())
+            };
+            match sealed {
+                Ok(set) => arc_set = set,
+                Err(why) => {
+                    info!(queue_id = m.queue_id.as_deref().unwrap_or(""), %why, "ARC");
+                    if let Some(r) = ev.reason.as_mut() {
+                        r.push_str("; ");
+                        r.push_str(&why);
+                    }
+                }
+            }
+        }
         if status == Status::Continue {
-            if let Err(e) = self.modify(cx, &ar, &act).await {
+            if let Err(e) = self.modify(cx, &ar, &act, &arc_set).await {
                 warn!(error = %e, "could not modify the message: temporary failure");
                 ev.outcome = "tempfail".into();
                 self.events.write(ev).await;
@@ -166,6 +194,7 @@ impl InboundMilter {
         cx: &mut EomContext<Session>,
         ar: &str,
         act: &Action,
+        arc_set: &[(String, String)],
     ) -> Result<(), indymilter::ActionError> {
         let session = cx.data.get_or_insert_with(Session::default);
         let lead = if session.message.buffer.leading_space {
@@ -189,6 +218,12 @@ impl InboundMilter {
                     .await?
             }
             _ => {}
+        }
+        // The ARC set on top of everything: ARC-Seal first (inserted last).
+        for (name, value) in arc_set.iter().rev() {
+            cx.actions
+                .insert_header(0, name.as_str(), format!("{lead}{value}"))
+                .await?;
         }
         Ok(())
     }

@@ -2,7 +2,12 @@
 //! what the newest sealer says the original DMARC result was. A chain that passes,
 //! sealed last by a domain in `inbound.arc_trusted_sealers` whose
 //! ARC-Authentication-Results say `dmarc=pass`, lets a forwarded message that now fails
-//! DMARC through ([`super::action`]).
+//! DMARC through ([`super::action`]). Sealing inbound mail with postwarden's own set is
+//! [`seal`].
+
+pub mod seal;
+
+pub use seal::{ArcSealer, NotSealed};
 
 use mail_auth::{ArcOutput, DkimResult};
 use serde::Serialize;
