@@ -386,7 +386,7 @@ fn check_config_prints_effective_config_and_names_errors() {
         ("[inbound]\npublic_suffix_list = \"/etc/hostname\"\n", "key `inbound.public_suffix_list`: the public suffix list /etc/hostname holds no rules"),
         ("[inbound]\narc_seal_domain = \"gw.example\"\n", "sealing also needs inbound.arc_seal_selector and inbound.arc_seal_key"),
         ("[inbound]\narc_seal_domain = \"gw.example\"\narc_seal_selector = \"s1\"\narc_seal_key = \"/nonexistent/arc.pem\"\n", "key `inbound.arc_seal_key`: cannot read /nonexistent/arc.pem"),
-        ("[inbound]\narc_seal_domain = \"gw.example\"\narc_seal_selector = \"s1\"\narc_seal_key = \"/etc/hostname\"\n", "not an Ed25519 or RSA private key"),
+        ("[inbound]\narc_seal_domain = \"gw.example\"\narc_seal_selector = \"s1\"\narc_seal_key = \"/etc/hostname\"\n", "not an RSA private key"),
     ] {
         write(&cfg, text);
         for cmd in ["check-config", "run"] {
@@ -394,18 +394,30 @@ fn check_config_prints_effective_config_and_names_errors() {
             assert!(err.contains(needle), "{cmd} {text:?}: {err}");
         }
     }
-    // An ARC sealing key made with openssl (Ed25519 PKCS#8 and RSA PKCS#1 PEM): the
-    // record to publish is printed.
+    // An ARC sealing key made with openssl (RSA, PKCS#8 and PKCS#1 PEM): the record to
+    // publish is printed. An Ed25519 key is refused (ARC is rsa-sha256 only).
     let key = pw.dir.path().join("arc.pem");
     let key_arg = key.to_str().unwrap();
     for (args, k) in [
         (
-            &["genpkey", "-algorithm", "ed25519", "-out", key_arg][..],
-            "k=ed25519",
+            &[
+                "genpkey",
+                "-algorithm",
+                "rsa",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                key_arg,
+            ][..],
+            Some("k=rsa"),
         ),
         (
             &["genrsa", "-traditional", "-out", key_arg, "2048"][..],
-            "k=rsa",
+            Some("k=rsa"),
+        ),
+        (
+            &["genpkey", "-algorithm", "ed25519", "-out", key_arg][..],
+            None,
         ),
     ] {
         let st = std::process::Command::new("openssl")
@@ -421,13 +433,24 @@ fn check_config_prints_effective_config_and_names_errors() {
                 key.display().to_string()
             ),
         );
-        let out = pw.ok(&["check-config", "--config", cfg.to_str().unwrap()]);
-        assert!(
-            out.contains(&format!(
-                "# ARC sealing as gw.example; publish: s1._domainkey.gw.example. IN TXT ( \"v=DKIM1; {k}; p="
-            )),
-            "{out}"
-        );
+        match k {
+            Some(k) => {
+                let out = pw.ok(&["check-config", "--config", cfg.to_str().unwrap()]);
+                assert!(
+                    out.contains(&format!(
+                        "# ARC sealing as gw.example; publish: s1._domainkey.gw.example. IN TXT ( \"v=DKIM1; {k}; p="
+                    )),
+                    "{out}"
+                );
+            }
+            None => {
+                let err = pw.fails(2, &["check-config", "--config", cfg.to_str().unwrap()]);
+                assert!(
+                    err.contains("ARC (RFC 8617) signs with rsa-sha256 only"),
+                    "{err}"
+                );
+            }
+        }
     }
     let err = pw.fails(2, &["check-config", "--config", "/nonexistent/pw.toml"]);
     assert!(

@@ -80,8 +80,8 @@ pub struct InboundConfig {
     pub arc_seal_domain: String,
     /// ARC sealing: the selector (`s=`) whose `_domainkey` record publishes the key.
     pub arc_seal_selector: String,
-    /// ARC sealing: the private key file (PEM or DER, Ed25519 or RSA; relative: in the
-    /// data directory).
+    /// ARC sealing: the RSA private key file (PEM or DER; relative: in the data
+    /// directory).
     pub arc_seal_key: PathBuf,
 }
 

@@ -20,7 +20,7 @@ use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use mail_auth::common::crypto::{Algorithm as SigAlgorithm, DkimKey, SigningKey};
+use mail_auth::common::crypto::{DkimKey, SigningKey};
 use mail_auth::dkim::Canonicalization;
 
 use super::ArcVerdict;
@@ -75,8 +75,9 @@ impl fmt::Display for NotSealed {
 }
 
 impl ArcSealer {
-    /// A sealer from a private key: PEM (`PRIVATE KEY`, `RSA PRIVATE KEY`) or DER,
-    /// Ed25519 or RSA (PKCS#8 or PKCS#1).
+    /// A sealer from an RSA private key: PEM (`PRIVATE KEY`, `RSA PRIVATE KEY`) or DER,
+    /// PKCS#8 or PKCS#1. RFC 8617 defines only rsa-sha256 for ARC, so an Ed25519 key is
+    /// refused.
     pub fn from_key(domain: &str, selector: &str, key: &[u8]) -> Result<Self, String> {
         for (what, value) in [("domain", domain), ("selector", selector)] {
             if value.is_empty()
@@ -90,17 +91,16 @@ impl ArcSealer {
             }
         }
         let der = pem_to_der(key)?;
-        let (algorithm, loaded) = match dkim::load_key(Algorithm::Ed25519, &der) {
-            Ok(k) => (Algorithm::Ed25519, k),
-            Err(_) => match dkim::load_key(Algorithm::Rsa, &der) {
-                Ok(k) => (Algorithm::Rsa, k),
-                Err(e) => {
-                    return Err(format!(
-                        "not an Ed25519 or RSA private key (PKCS#8 or PKCS#1, PEM or DER): {e}"
-                    ))
-                }
-            },
-        };
+        if dkim::load_key(Algorithm::Ed25519, &der).is_ok() {
+            return Err(
+                "an Ed25519 key, but ARC (RFC 8617) signs with rsa-sha256 only: use an \
+                 RSA key, e.g. `openssl genpkey -algorithm rsa -pkeyopt rsa_keygen_bits:2048`"
+                    .into(),
+            );
+        }
+        let algorithm = Algorithm::Rsa;
+        let loaded = dkim::load_key(algorithm, &der)
+            .map_err(|e| format!("not an RSA private key (PKCS#8 or PKCS#1, PEM or DER): {e}"))?;
         let public_key_b64 = dkim::public_key_b64(algorithm, &der).map_err(|e| e.to_string())?;
         Ok(ArcSealer {
             domain: domain.trim_end_matches('.').to_ascii_lowercase(),
@@ -189,10 +189,7 @@ impl ArcSealer {
             ));
         }
         let i = newest + 1;
-        let a = match self.key.algorithm() {
-            SigAlgorithm::Ed25519Sha256 => "ed25519-sha256",
-            _ => "rsa-sha256",
-        };
+        let a = "rsa-sha256";
         let sign = |data: &[u8]| -> Result<String, NotSealed> {
             self.key
                 .sign(data)
