@@ -88,6 +88,21 @@ fn records(k: &Keys) -> Vec<Record> {
             >= 2
     );
     r.push(Record::txt("postwarden.test", "v=spf1 -all"));
+    // ARC: a forwarder (trusted by the gateway in the ARC test), a rogue one, and the
+    // gateway's own sealing key; all three publish sender.example's RSA key.
+    for name in [
+        "arc._domainkey.fwd.example",
+        "arc._domainkey.rogue.example",
+        "seal1._domainkey.gw.example",
+    ] {
+        r.push(Record::txt_strings(
+            name,
+            &dkim::split_txt_strings(&format!(
+                "v=DKIM1; k=rsa; p={}",
+                k.sender_rsa.public_key_b64
+            )),
+        ));
+    }
     r
 }
 
@@ -121,6 +136,10 @@ fn world(extra: &str) -> World {
     let dns_dir = tempfile::tempdir().unwrap();
     let dns_path = dns_dir.keep();
     let dns = DnsServer::start(&dns_path, &records(&keys)).unwrap();
+    // `{SEAL_KEY}` in `extra` names a file holding sender.example's RSA key (DER).
+    let seal_key = dns_path.join("seal.der");
+    std::fs::write(&seal_key, &keys.sender_rsa.private_pkcs8_der).unwrap();
+    let extra = extra.replace("{SEAL_KEY}", &seal_key.display().to_string());
     let gw = Gateway::start(
         &format!(
             "dns.nameservers = [\"{}\"]\ndns.timeout = \"1s\"\ninbound.authserv_id = \"{AUTHSERV}\"\n{extra}",
@@ -664,4 +683,154 @@ fn dns_check_reports_published_records_and_dns_failure() {
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("DNS lookup of acme.example failed"), "{text}");
+}
+
+/// sender.example's signed message as a forwarder passes it on: it verified it (DMARC
+/// pass), tagged the subject (so the DKIM signature breaks) and ARC-sealed the result as
+/// `sealer` (selector `arc`, sender.example's RSA key).
+fn forwarded(keys: &Keys, sealer: &str, subject: &str) -> Vec<u8> {
+    use mail_auth::common::headers::HeaderWriter;
+    let original = message("alice@sender.example", subject, "", Some(&keys.sender_rsa));
+    let changed = String::from_utf8(original).unwrap().replacen(
+        &format!("Subject: {subject}"),
+        &format!("Subject: [list] {subject}"),
+        1,
+    );
+    let parsed = mail_auth::AuthenticatedMessage::parse(changed.as_bytes()).unwrap();
+    let dmarc = mail_auth::DmarcOutput::new("sender.example".into())
+        .with_dkim_result(mail_auth::DmarcResult::Pass);
+    let results = mail_auth::AuthenticationResults::new(sealer).with_dmarc_result(&dmarc);
+    let der: &[u8] = &keys.sender_rsa.private_pkcs8_der;
+    let key = mail_auth::common::crypto::RsaKey::<mail_auth::common::crypto::Sha256>::from_key_der(
+        der.try_into().unwrap(),
+    )
+    .unwrap();
+    let set = mail_auth::arc::ArcSealer::from_key(key)
+        .domain(sealer)
+        .selector("arc")
+        .headers(["From", "To", "Subject", "Date", "Message-ID"])
+        .seal(&parsed, &results, &mail_auth::ArcOutput::default())
+        .unwrap();
+    format!("{}{changed}", set.to_header()).into_bytes()
+}
+
+#[test]
+fn arc_trusted_sealer_passes_untrusted_does_not_and_our_seal_verifies() {
+    if !dns_available() {
+        return;
+    }
+    let w = world(
+        "inbound.arc_trusted_sealers = [\"fwd.example\"]\n\
+         inbound.arc_seal_domain = \"gw.example\"\n\
+         inbound.arc_seal_selector = \"seal1\"\n\
+         inbound.arc_seal_key = \"{SEAL_KEY}\"\n",
+    );
+    let gw = &w.gw;
+    // No SPF for the envelope domain: DMARC rests on the (broken) DKIM signature.
+    let bounce = "bounce@client.sender.example";
+
+    // Forwarded through the trusted forwarder: DMARC fails, the chain passes, delivered.
+    let r = send25(
+        gw,
+        bounce,
+        &forwarded(&w.keys, "fwd.example", "via-trusted"),
+    );
+    assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
+    let got = gw.sink.wait_message("Subject: [list] via-trusted");
+    let ar = our_authentication_results(&got);
+    assert!(ar.contains("dmarc=fail"), "{ar}");
+    assert!(ar.contains("arc=pass (i=1 sealed by fwd.example)"), "{ar}");
+    let events = gw.daemon.events(&["--kind", "mail"]);
+    let last = events.last().unwrap();
+    assert_eq!(last["outcome"], "accept", "{last}");
+    assert!(
+        last["reason"]
+            .as_str()
+            .unwrap()
+            .contains("overridden (reason arc): the trusted ARC sealer fwd.example saw DMARC pass"),
+        "{last}"
+    );
+    // The gateway sealed it as the second set; Debian's python3-dkim verifies the chain.
+    assert!(
+        got.contains("ARC-Seal: i=2; a=rsa-sha256; cv=pass; d=gw.example; s=seal1;"),
+        "{got}"
+    );
+    let verified = arc_verify(&w.dns, &got);
+    assert!(
+        verified.starts_with("pass"),
+        "python3-dkim arc_verify: {verified}\n{got}"
+    );
+
+    // The same through an untrusted forwarder: the chain passes, the policy applies.
+    let r = send25(
+        gw,
+        bounce,
+        &forwarded(&w.keys, "rogue.example", "via-rogue"),
+    );
+    let reply = r
+        .reply_starting("550")
+        .unwrap_or_else(|| panic!("{}", r.out));
+    assert!(reply.contains("sender.example"), "{reply}");
+
+    // Direct mail that passes: the first set (cv=none), verified independently too.
+    let msg = message(
+        "alice@sender.example",
+        "direct",
+        "",
+        Some(&w.keys.sender_rsa),
+    );
+    let r = send25(gw, bounce, &msg);
+    assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
+    let got = gw.sink.wait_message("Subject: direct");
+    assert!(
+        got.contains("ARC-Seal: i=1; a=rsa-sha256; cv=none; d=gw.example;"),
+        "{got}"
+    );
+    let verified = arc_verify(&w.dns, &got);
+    assert!(
+        verified.starts_with("pass"),
+        "python3-dkim arc_verify: {verified}\n{got}"
+    );
+}
+
+/// python3-dkim's ARC verdict on a message: "pass ...", "fail ..." or "none ...".
+fn arc_verify(dns: &DnsServer, message: &str) -> String {
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(format!("{}/tests/support/dkimverify.py", REPO))
+        .arg(dns.port().to_string())
+        .arg("--arc")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(message_part(message).as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The message in what the sink wrote: from the first header Postfix or the milter
+/// wrote (the sink's own envelope lines come first).
+fn message_part(got: &str) -> &str {
+    let start = ["ARC-Seal:", "Received:", "Authentication-Results:"]
+        .iter()
+        .filter_map(|h| {
+            if got.starts_with(h) {
+                Some(0)
+            } else {
+                got.find(&format!("\n{h}")).map(|i| i + 1)
+            }
+        })
+        .min()
+        .unwrap_or(0);
+    &got[start..]
 }

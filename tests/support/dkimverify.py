@@ -2,9 +2,10 @@
 """Independent DKIM verification of a message with Debian's python3-dkim (dkimpy),
 looking the keys up on a given DNS server (the tests' loopback server).
 
-usage: dkimverify.py PORT < message
+usage: dkimverify.py PORT [--arc] < message
 Prints one line per signature: "<index> <d=> <s=> pass|fail"; exits 0 only if there is
-at least one signature and every one verifies.
+at least one signature and every one verifies. With --arc, verifies the ARC chain
+instead (RFC 8617) and prints "<cv> <comment>"; exits 0 only if it passes.
 """
 import sys
 
@@ -33,6 +34,10 @@ def dnsfunc(name, timeout=5):
 msg = sys.stdin.buffer.read()
 if b"\r\n" not in msg:
     msg = msg.replace(b"\n", b"\r\n")
+if "--arc" in sys.argv[2:]:
+    cv, results, comment = dkim.arc_verify(msg, dnsfunc=dnsfunc)
+    print(cv.decode(), comment)
+    sys.exit(0 if cv == b"pass" else 1)
 d = dkim.DKIM(msg)
 sigs = [v for (k, v) in d.headers if k.lower() == b"dkim-signature"]
 if not sigs:
