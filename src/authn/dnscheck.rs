@@ -5,11 +5,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use mail_auth::spf::verify::SpfParameters;
-use mail_auth::SpfResult;
 use serde::Serialize;
 
-use super::Authenticator;
+use super::{Authenticator, Outcome};
 use crate::config::Config;
 use crate::dkim::{self, Algorithm};
 use crate::model::{DkimKeyInfo, DkimKeyState};
@@ -137,7 +135,6 @@ pub async fn check_with(
     domain: &str,
     keys: &[DkimKeyInfo],
 ) -> Report {
-    let mail_auth = auth.dns().authenticator();
     let mut report = Report {
         domain: domain.to_string(),
         checks: Vec::new(),
@@ -170,27 +167,30 @@ pub async fn check_with(
                     let mut uncovered = Vec::new();
                     let mut problems = Vec::new();
                     for ip in outbound {
+                        // The same RFC 7208 evaluation the inbound milter runs.
                         let sender = format!("postmaster@{domain}");
-                        let params = SpfParameters::verify_mail_from(
-                            *ip,
-                            domain,
-                            "dns-check.postwarden",
-                            &sender,
-                        );
                         let out = tokio::time::timeout(
                             cfg.dns.timeout.0 * 4 + Duration::from_secs(1),
-                            mail_auth.verify_spf(auth.dns().params(params)),
+                            super::spf::check(
+                                auth.dns(),
+                                "dns-check.postwarden",
+                                *ip,
+                                domain,
+                                Some(&sender),
+                            ),
                         )
                         .await;
-                        match out.map(|o| o.result()) {
-                            Ok(SpfResult::Pass) => {}
-                            Ok(SpfResult::TempError) | Err(_) => {
+                        match out.map(|c| c.verdict) {
+                            Ok(v) if v.result == Outcome::Pass => {}
+                            Ok(v) if v.result == Outcome::TempError => {
                                 problems.push(format!("{ip}: temporary DNS failure"))
                             }
-                            Ok(SpfResult::PermError) => {
-                                problems.push(format!("{ip}: the record is broken (permerror)"))
-                            }
-                            Ok(other) => uncovered.push(format!("{ip} ({other:?})")),
+                            Err(_) => problems.push(format!("{ip}: temporary DNS failure")),
+                            Ok(v) if v.result == Outcome::PermError => problems.push(format!(
+                                "{ip}: the record is broken (permerror: {})",
+                                v.cause.as_deref().unwrap_or("invalid record")
+                            )),
+                            Ok(v) => uncovered.push(format!("{ip} ({})", v.result)),
                         }
                     }
                     if !problems.is_empty() {
@@ -355,5 +355,21 @@ mod tests {
         assert_eq!(status(&report, "dkim ed1"), Status::Warn);
         assert_eq!(status(&report, "dmarc"), Status::Fail);
         assert!(report.checks[0].detail.contains("failed"), "{report:?}");
+    }
+
+    #[test]
+    fn a_broken_record_is_reported_as_receivers_see_it() {
+        // RFC 7208: a CIDR length over 32 is a syntax error (permerror), never a pass.
+        let mut zone = StaticZone::new();
+        zone.txt("acme.test", "v=spf1 ip4:192.0.2.5/33 -all")
+            .txt("_dmarc.acme.test", "v=DMARC1; p=reject");
+        let report = run(zone, "\"192.0.2.5\"", &[]);
+        assert_eq!(status(&report, "spf"), Status::Fail, "{report:?}");
+        assert!(
+            report.checks[0]
+                .detail
+                .contains("192.0.2.5: the record is broken (permerror"),
+            "{report:?}"
+        );
     }
 }
