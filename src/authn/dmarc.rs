@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use mail_auth::dmarc::{Alignment, Policy as MaPolicy};
+use mail_auth::dmarc::{Alignment, Policy as MaPolicy, Report as MaReport, URI};
 use mail_auth::{AuthenticatedMessage, DmarcOutput, DmarcResult};
 use serde::Serialize;
 
@@ -72,6 +72,12 @@ pub enum Disposition {
 /// The published DMARC record that applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PublishedPolicy {
+    /// The domain where the record was found (the policy domain).
+    pub domain: String,
+    /// `rua=`: where aggregate reports go (mailto: URIs only), in the record's order.
+    pub rua: Vec<ReportUri>,
+    /// `fo=`: failure reporting options (`0`, `1`, `d`, `s`, `d:s`).
+    pub fo: Option<String>,
     /// `p=`: policy for the domain itself.
     pub p: Policy,
     /// `sp=`: policy for subdomains (defaults to `p`).
@@ -87,6 +93,27 @@ pub struct PublishedPolicy {
     /// `pct=` (RFC 7489 section 6.3): the percentage of failing mail the policy applies
     /// to (100 when absent or invalid). The rest gets the next policy down.
     pub pct: u8,
+}
+
+pub use crate::model::ReportUri;
+
+/// A `rua=` URI as mail-auth parsed it (`mailto:` stripped, the `!size` suffix read).
+fn report_uri(u: &URI) -> ReportUri {
+    ReportUri {
+        address: u.uri.strip_prefix("mailto:").unwrap_or(&u.uri).to_string(),
+        max_size: u.max_size as u64,
+    }
+}
+
+/// The `fo=` tag as written, from mail-auth's reading of it.
+fn fo_tag(fo: &MaReport) -> &'static str {
+    match fo {
+        MaReport::All => "0",
+        MaReport::Any => "1",
+        MaReport::Dkim => "d",
+        MaReport::Spf => "s",
+        MaReport::DkimSpf => "d:s",
+    }
 }
 
 /// The DMARC evaluation of one From domain.
@@ -148,6 +175,16 @@ impl DmarcVerdict {
         };
         let overall = out.result();
         let record = out.dmarc_record().map(|r| PublishedPolicy {
+            // mail-auth does not say at which name of its walk up the tree it found the
+            // record; the From domain stands for it until the organizational-domain
+            // discovery names it.
+            domain: if out.domain().is_empty() {
+                domain.to_string()
+            } else {
+                out.domain().to_string()
+            },
+            rua: r.rua.iter().map(report_uri).collect(),
+            fo: Some(fo_tag(&r.fo).to_string()),
             p: Policy::from_mail_auth(r.p),
             sp: Policy::from_mail_auth(r.sp),
             np: Policy::from_mail_auth(r.np),
@@ -179,6 +216,12 @@ impl DmarcVerdict {
             reason,
             sampled_out: false,
         }
+    }
+
+    /// [`from_output`](Self::from_output), for tests elsewhere in the crate.
+    #[cfg(test)]
+    pub(crate) fn from_output_for_tests(out: &DmarcOutput, domain: &str) -> Self {
+        Self::from_output(out, domain)
     }
 
     /// Applies the record's `pct=` to a failing verdict: `sample` (0..100, drawn at

@@ -63,7 +63,7 @@ use serde::Serialize;
 
 pub use arc::ArcVerdict;
 pub use dkim::{DkimBodyLength, DkimVerdict};
-pub use dmarc::{action, Action, Disposition, DmarcVerdict, Policy, PublishedPolicy};
+pub use dmarc::{action, Action, Disposition, DmarcVerdict, Policy, PublishedPolicy, ReportUri};
 pub use resolver::{Dns, LookupFailure, ResolverError, StaticZone};
 pub use results::{authentication_results, authserv_id, claims_authserv_id, hostname};
 pub use spf::SpfVerdict;

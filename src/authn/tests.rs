@@ -42,6 +42,12 @@ pub(crate) fn verdicts() -> Verdicts {
             from_domain: "b.example".into(),
             policy: Some(Policy::Reject),
             record: Some(PublishedPolicy {
+                domain: "b.example".into(),
+                rua: vec![ReportUri {
+                    address: "dmarc@b.example".into(),
+                    max_size: 0,
+                }],
+                fo: Some("0".into()),
                 p: Policy::Reject,
                 sp: Policy::Reject,
                 np: Policy::Reject,

@@ -143,11 +143,17 @@ impl InboundMilter {
             _ => format!("inbound: {summary}"),
         });
         info!(queue_id = m.queue_id.as_deref().unwrap_or(""), outcome, %summary, "inbound verdicts");
+        let dmarc_row = if self.cfg.dmarc_reports.enabled {
+            crate::reports::row(&self.cfg, &v, &act, ev.time)
+        } else {
+            None
+        };
         if status == Status::Continue {
             if let Err(e) = self.modify(cx, &ar, &act).await {
                 warn!(error = %e, "could not modify the message: temporary failure");
                 ev.outcome = "tempfail".into();
                 self.events.write(ev).await;
+                // Not taken: it comes again, and is counted then.
                 return reply(
                     &mut cx.reply,
                     "451",
@@ -155,6 +161,10 @@ impl InboundMilter {
                     "Temporary failure; try again later",
                 );
             }
+        }
+        if let Some(row) = dmarc_row {
+            // Before the event, so it is written with it (or before it).
+            self.events.spawn_dmarc(row);
         }
         self.events.write(ev).await;
         status
