@@ -11,6 +11,7 @@ use super::{budget_error, describe_error, Outcome, Verdicts};
 use crate::config::{
     Config, DmarcListAction, DmarcQuarantineAction, DmarcRejectAction, DnsFailureAction,
 };
+pub use crate::model::ReportUri;
 
 /// A DMARC policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -94,8 +95,6 @@ pub struct PublishedPolicy {
     /// to (100 when absent or invalid). The rest gets the next policy down.
     pub pct: u8,
 }
-
-pub use crate::model::ReportUri;
 
 /// A `rua=` URI as mail-auth parsed it (`mailto:` stripped, the `!size` suffix read).
 fn report_uri(u: &URI) -> ReportUri {
