@@ -506,8 +506,11 @@ fn dmarc_results_round_trip_prune_and_remember_sent_reports() {
     let c = dmarc_row(300, "a.example", "192.0.2.2");
     s.record_dmarc(&[a.clone(), b.clone()]).unwrap();
     // Events and results in one batch.
-    s.record_batch(&[Event::new(EventKind::Mail, "accept")], &[c.clone()])
-        .unwrap();
+    s.record_batch(
+        &[Event::new(EventKind::Mail, "accept")],
+        std::slice::from_ref(&c),
+    )
+    .unwrap();
     assert_eq!(s.events(&EventFilter::default()).unwrap().len(), 1);
     assert_eq!(
         s.dmarc_rows(0, 1000).unwrap(),
