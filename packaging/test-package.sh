@@ -68,9 +68,17 @@ getent passwd postwarden >/dev/null || fail "no postwarden user"
 postwarden --config /etc/postwarden/postwarden.toml check-config >/dev/null
 
 # --- the systemd units are valid (systemd-analyze works without systemd running) ---
-units=(/lib/systemd/system/postwarden.service /lib/systemd/system/postwarden-*.socket)
+units=(/lib/systemd/system/postwarden.service /lib/systemd/system/postwarden-*.socket
+    /lib/systemd/system/postwarden-dmarc-report.service /lib/systemd/system/postwarden-dmarc-report.timer)
 verify=$(systemd-analyze verify --man=no "${units[@]}" 2>&1 | grep -v '^[[:space:]]' || true)
 [ -z "$verify" ] || { echo "$verify"; fail "systemd-analyze verify complains"; }
+
+# --- the daily DMARC report timer is enabled; its command runs as the daemon's user
+#     (reports are disabled by default: it says so and succeeds) ---
+[ -L /etc/systemd/system/timers.target.wants/postwarden-dmarc-report.timer ] \
+    || fail "postwarden-dmarc-report.timer not enabled"
+runuser -u postwarden -- /usr/bin/postwarden dmarc report --config /etc/postwarden/postwarden.toml \
+    | grep -q "reports are disabled" || fail "dmarc report as postwarden"
 
 # --- lintian ---
 if command -v lintian >/dev/null; then

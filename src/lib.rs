@@ -9,7 +9,8 @@
 //! - `authn`: inbound mail authentication (SPF, DKIM, DMARC verdicts, the DMARC
 //!   disposition, Authentication-Results, `dns-check`) and its DNS source;
 //! - `dkim`: DKIM keys, their DNS records, and signing;
-//! - `events`: the daemon's event writer;
+//! - `events`: the daemon's event writer (events and DMARC results);
+//! - `reports`: DMARC aggregate reports (`postwarden dmarc report`);
 //! - `daemon`: listeners, socket activation, `run`;
 //! - `cli`: the admin commands; `config`: the configuration.
 
@@ -24,5 +25,6 @@ pub mod login;
 pub mod milter;
 pub mod model;
 pub mod postfix_setup;
+pub mod reports;
 pub mod sender;
 pub mod store;

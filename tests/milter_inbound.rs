@@ -188,6 +188,7 @@ fn dkim_key() -> &'static KeyPair {
 /// * quarantine.test: SPF -all, DMARC p=quarantine;
 /// * ramp.test / ramp-q.test: SPF -all, DMARC p=reject / p=quarantine with pct=0;
 /// * fwd.test / rogue.test: forwarders with the ARC sealing key `arc`;
+/// * reported.test: SPF -all, DMARC p=reject asking for aggregate reports (rua=);
 /// * down.test: every lookup fails temporarily.
 fn zone() -> StaticZone {
     let mut zone = StaticZone::new();
@@ -207,6 +208,11 @@ fn zone() -> StaticZone {
         .txt("_dmarc.ramp-q.test", "v=DMARC1; p=quarantine; pct=0")
         .dkim_key(&arc_key().dns_record("fwd.test", "arc"))
         .dkim_key(&arc_key().dns_record("rogue.test", "arc"))
+        .txt("reported.test", "v=spf1 -all")
+        .txt(
+            "_dmarc.reported.test",
+            "v=DMARC1; p=reject; rua=mailto:d@reported.test!1m, mailto:x@vendor.example",
+        )
         .fail("down.test")
         .fail("_dmarc.down.test");
     zone
@@ -720,4 +726,59 @@ async fn delivered_mail_is_arc_sealed_when_configured() {
     let (actions, status) = deliver(&mut c, &raw).await;
     assert!(matches!(status, Status::Reject { .. }), "{status:?}");
     assert!(actions.actions.is_empty(), "{actions:?}");
+}
+
+#[tokio::test]
+async fn dmarc_results_are_kept_for_reports_only_when_enabled_and_asked_for() {
+    let listed = message("author@reported.test", false).replacen(
+        "Subject: scenario\r\n",
+        "Subject: [users] scenario\r\nList-Id: Users <users.lists.example>\r\n",
+        1,
+    );
+    let rows = |f: &Fixture| {
+        Store::open_existing(&f.cfg.store_path(), Duration::from_secs(1))
+            .unwrap()
+            .dmarc_rows(0, i64::MAX)
+            .unwrap()
+    };
+    let enabled = "[dmarc_reports]\nenabled = true\norg_name = \"T\"\nemail = \"r@mx.test\"\n";
+    let f = start_with(enabled, Some(zone())).await;
+    // Held as a mailing-list message: quarantine, reason mailing_list.
+    let mut c = session_from(&f, "bounces@lists.example").await;
+    assert_eq!(deliver(&mut c, &listed).await.1, Status::Continue);
+    // Refused: reject.
+    let mut c = session_from(&f, "bounces@lists.example").await;
+    let (_, status) = deliver(&mut c, &message("author@reported.test", false)).await;
+    assert!(matches!(status, Status::Reject { .. }), "{status:?}");
+    // A domain whose record asks for no reports: nothing kept.
+    let mut c = session_from(&f, "a@aligned.test").await;
+    assert_eq!(
+        deliver(&mut c, &message("a@aligned.test", false)).await.1,
+        Status::Continue
+    );
+    let got = rows(&f);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].policy_domain, "reported.test");
+    assert_eq!(got[0].disposition, "quarantine");
+    assert_eq!(got[0].reasons[0].kind, "mailing_list");
+    assert_eq!(got[0].envelope_from, "lists.example");
+    assert_eq!(got[0].source_ip, CLIENT.to_string());
+    assert_eq!(
+        (got[0].spf_aligned.as_str(), got[0].dkim_aligned.as_str()),
+        ("fail", "fail")
+    );
+    assert_eq!(got[0].spf[0].scope, "mfrom");
+    assert_eq!(got[0].rua[0].address, "d@reported.test");
+    assert_eq!(got[0].rua[0].max_size, 1024 * 1024);
+    assert_eq!(got[0].rua[1].address, "x@vendor.example");
+    assert_eq!(got[1].disposition, "reject");
+    assert!(got[1].reasons.is_empty());
+    assert_eq!(mail_events(&f).len(), 3);
+
+    // Disabled (the default): nothing kept.
+    let f = start_with("", Some(zone())).await;
+    let mut c = session_from(&f, "bounces@lists.example").await;
+    assert_eq!(deliver(&mut c, &listed).await.1, Status::Continue);
+    assert_eq!(mail_events(&f).len(), 1);
+    assert!(rows(&f).is_empty());
 }

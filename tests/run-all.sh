@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 # postfix, swaks, openssl: end-to-end tests; dnsmasq-base: loopback DNS; python3-dkim
 # (+ dnspython, nacl for Ed25519): an independent DKIM verifier; systemd
-# (systemd-socket-activate), lintian: the package test.
-PACKAGES=(postfix swaks openssl sqlite3 dnsmasq-base python3-dkim python3-dnspython python3-nacl systemd lintian)
+# (systemd-socket-activate), lintian: the package test; libxml2-utils (xmllint): DMARC
+# aggregate reports validated against RFC 7489's schema.
+PACKAGES=(postfix swaks openssl sqlite3 dnsmasq-base python3-dkim python3-dnspython python3-nacl systemd lintian libxml2-utils)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use mail_auth::common::parse::TxtRecordParser;
-use mail_auth::dmarc::{Alignment, Dmarc, Policy as MaPolicy};
+use mail_auth::dmarc::{Alignment, Dmarc, Policy as MaPolicy, Report as MaReport, URI};
 use mail_auth::AuthenticatedMessage;
 use serde::Serialize;
 
@@ -14,6 +14,7 @@ use super::{budget_error, describe_error, Dns, LookupFailure, Outcome, Verdicts}
 use crate::config::{
     Config, DmarcListAction, DmarcQuarantineAction, DmarcRejectAction, DnsFailureAction,
 };
+pub use crate::model::ReportUri;
 
 /// A DMARC policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -78,6 +79,10 @@ pub struct PublishedPolicy {
     /// Where the record was found (the policy domain): the From domain itself, or its
     /// organizational domain.
     pub domain: String,
+    /// `rua=`: where aggregate reports go (mailto: URIs only), in the record's order.
+    pub rua: Vec<ReportUri>,
+    /// `fo=`: failure reporting options (`0`, `1`, `d`, `s`, `d:s`).
+    pub fo: Option<String>,
     /// `p=`: policy for the domain itself.
     pub p: Policy,
     /// `sp=`: policy for subdomains (defaults to `p`).
@@ -93,6 +98,25 @@ pub struct PublishedPolicy {
     /// `pct=` (RFC 7489 section 6.3): the percentage of failing mail the policy applies
     /// to (100 when absent or invalid). The rest gets the next policy down.
     pub pct: u8,
+}
+
+/// A `rua=` URI as mail-auth parsed it (`mailto:` stripped, the `!size` suffix read).
+fn report_uri(u: &URI) -> ReportUri {
+    ReportUri {
+        address: u.uri.strip_prefix("mailto:").unwrap_or(&u.uri).to_string(),
+        max_size: u.max_size as u64,
+    }
+}
+
+/// The `fo=` tag as written, from mail-auth's reading of it.
+fn fo_tag(fo: &MaReport) -> &'static str {
+    match fo {
+        MaReport::All => "0",
+        MaReport::Any => "1",
+        MaReport::Dkim => "d",
+        MaReport::Spf => "s",
+        MaReport::DkimSpf => "d:s",
+    }
 }
 
 /// The DMARC evaluation of one From domain.
@@ -346,6 +370,8 @@ pub(super) async fn evaluate(
         policy: Some(policy),
         record: Some(PublishedPolicy {
             domain: found.domain.clone(),
+            rua: r.rua.iter().map(report_uri).collect(),
+            fo: Some(fo_tag(&r.fo).to_string()),
             p: Policy::from_mail_auth(r.p),
             sp: Policy::from_mail_auth(r.sp),
             np: Policy::from_mail_auth(r.np),

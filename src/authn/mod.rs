@@ -65,7 +65,7 @@ use serde::Serialize;
 
 pub use arc::{ArcSealer, ArcVerdict, NotSealed};
 pub use dkim::{DkimBodyLength, DkimVerdict};
-pub use dmarc::{action, Action, Disposition, DmarcVerdict, Policy, PublishedPolicy};
+pub use dmarc::{action, Action, Disposition, DmarcVerdict, Policy, PublishedPolicy, ReportUri};
 pub use psl::PublicSuffixes;
 pub use resolver::{Dns, LookupFailure, ResolverError, StaticZone};
 pub use results::{authentication_results, authserv_id, claims_authserv_id, hostname};

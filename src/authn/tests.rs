@@ -43,6 +43,11 @@ pub(crate) fn verdicts() -> Verdicts {
             policy: Some(Policy::Reject),
             record: Some(PublishedPolicy {
                 domain: "b.example".into(),
+                rua: vec![ReportUri {
+                    address: "dmarc@b.example".into(),
+                    max_size: 0,
+                }],
+                fo: Some("0".into()),
                 p: Policy::Reject,
                 sp: Policy::Reject,
                 np: Policy::Reject,

@@ -5,6 +5,7 @@
 //! One file per noun, holding its clap arguments and its handlers:
 //! - `org`, `domain`, `account`, `credential`, `dkim`: the store's nouns;
 //! - `log` (with `--discovered`), `explain`, `dns_check`: reading what happened or would;
+//! - `dmarc`: `dmarc report`, the DMARC aggregate reports (built in [`crate::reports`]);
 //! - `setup`: `init`, `check-config` and `postfix-setup`;
 //! - `context`: the configuration, the data directory and the store the commands open;
 //! - `output`: errors and exit codes, JSON or tables, and how times and domains print.
@@ -17,6 +18,7 @@ mod account;
 mod context;
 mod credential;
 mod dkim;
+mod dmarc;
 mod dns_check;
 mod domain;
 mod explain;
@@ -29,6 +31,7 @@ pub use account::{AccountCmd, KindArg};
 pub use context::{config_path, ensure_data_dir, load_config, SYSTEM_CONFIG};
 pub use credential::CredentialCmd;
 pub use dkim::{AlgorithmArg, DkimCmd};
+pub use dmarc::{DmarcCmd, ReportArgs};
 pub use domain::DomainCmd;
 pub use explain::ExplainArgs;
 pub use log::{parse_since, KindFilter, LogArgs};
@@ -95,6 +98,9 @@ pub enum Command {
     Dkim(DkimCmd),
     /// Check a domain's published SPF, DKIM and DMARC records.
     DnsCheck { domain: String },
+    /// DMARC aggregate reports to the domains that ask for them (rua=).
+    #[command(subcommand)]
+    Dmarc(DmarcCmd),
     /// Print the postconf commands that configure Postfix for postwarden, or apply them.
     PostfixSetup {
         /// Apply them (main.cf and master.cf are backed up first; `postfix check` must pass).
@@ -122,6 +128,7 @@ pub fn admin(cli: &Cli) -> CliResult {
         Command::Explain(args) => explain::run(&cfg, json, args),
         Command::Dkim(cmd) => dkim::run(&cfg, json, cmd),
         Command::DnsCheck { domain } => dns_check::run(&cfg, json, domain),
+        Command::Dmarc(cmd) => dmarc::run(&cfg, json, cmd),
         Command::PostfixSetup {
             apply,
             postfix_config_dir,

@@ -49,6 +49,26 @@ pub struct Config {
     pub inbound: InboundConfig,
     /// `[dns]`: the resolver of the SPF, DKIM and DMARC checks.
     pub dns: DnsConfig,
+    /// `[dmarc_reports]`: DMARC aggregate reports to the domains that ask for them.
+    pub dmarc_reports: DmarcReportsConfig,
+}
+
+/// `[dmarc_reports]`: DMARC aggregate reports (RFC 7489 section 7.2).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DmarcReportsConfig {
+    /// Keep the DMARC results of inbound mail and let `postwarden dmarc report` send them.
+    pub enabled: bool,
+    /// The reporting organization's name (`<org_name>` of the report, the Subject).
+    pub org_name: String,
+    /// The reports' From address and the report's `<email>`; required when enabled.
+    pub email: String,
+    /// More contact information for the report's `<extra_contact_info>`; empty: none.
+    pub extra_contact_info: String,
+    /// Postfix's sendmail, which submits the reports.
+    pub sendmail: PathBuf,
+    /// Days DMARC results are kept (`postwarden dmarc report` removes older ones).
+    pub keep_days: u32,
 }
 
 /// `[inbound]`.
@@ -251,6 +271,39 @@ impl Config {
         }
         if self.store.path.as_os_str().is_empty() {
             return err("store.path", "must not be empty".into());
+        }
+        let dr = &self.dmarc_reports;
+        if dr.enabled && dr.org_name.trim().is_empty() {
+            return err(
+                "dmarc_reports.org_name",
+                "must be set when dmarc_reports.enabled = true (the name receivers see as the report's sender, e.g. \"Example Mail\")".into(),
+            );
+        }
+        if dr.enabled && dr.email.trim().is_empty() {
+            return err(
+                "dmarc_reports.email",
+                "must be set when dmarc_reports.enabled = true (the reports' From address, e.g. \"dmarc-reports@example.net\")".into(),
+            );
+        }
+        if !dr.email.is_empty()
+            && (dr
+                .email
+                .contains(|c: char| c.is_whitespace() || c == '<' || c == '>')
+                || !dr.email.contains('@'))
+        {
+            return err(
+                "dmarc_reports.email",
+                format!(
+                    "{:?} is not a plain address like dmarc-reports@example.net",
+                    dr.email
+                ),
+            );
+        }
+        if dr.keep_days == 0 {
+            return err("dmarc_reports.keep_days", "must be at least 1".into());
+        }
+        if dr.sendmail.as_os_str().is_empty() {
+            return err("dmarc_reports.sendmail", "must not be empty".into());
         }
         if self.data_dir.as_os_str().is_empty() {
             return err("data_dir", "must not be empty".into());
@@ -514,6 +567,38 @@ mod tests {
         );
         let e = err("[dns]\ntimeout = \"1min\"\n");
         assert!(e.contains("dns.timeout"), "{e}");
+    }
+
+    #[test]
+    fn dmarc_reports_need_a_name_and_an_address_when_enabled() {
+        let cfg = Config::default_config();
+        assert!(!cfg.dmarc_reports.enabled);
+        assert_eq!(cfg.dmarc_reports.keep_days, 14);
+        assert_eq!(
+            cfg.dmarc_reports.sendmail,
+            PathBuf::from("/usr/sbin/sendmail")
+        );
+        let e = err("[dmarc_reports]\nenabled = true\n");
+        assert!(
+            e.contains("dmarc_reports.org_name") && e.contains("must be set"),
+            "{e}"
+        );
+        let e = err("[dmarc_reports]\nenabled = true\norg_name = \"Example\"\n");
+        assert!(
+            e.contains("dmarc_reports.email") && e.contains("must be set"),
+            "{e}"
+        );
+        let e = err("[dmarc_reports]\nemail = \"Reports <r@x.example>\"\n");
+        assert!(
+            e.contains("dmarc_reports.email") && e.contains("plain address"),
+            "{e}"
+        );
+        let cfg = Config::parse(
+            "[dmarc_reports]\nenabled = true\norg_name = \"Example\"\nemail = \"r@x.example\"\n",
+            "x",
+        )
+        .unwrap();
+        assert!(cfg.dmarc_reports.enabled);
     }
 
     #[test]

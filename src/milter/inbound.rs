@@ -171,11 +171,17 @@ impl InboundMilter {
                 }
             }
         }
+        let dmarc_row = if self.cfg.dmarc_reports.enabled {
+            crate::reports::row(&self.cfg, &v, &act, ev.time)
+        } else {
+            None
+        };
         if status == Status::Continue {
             if let Err(e) = self.modify(cx, &ar, &act, &arc_set).await {
                 warn!(error = %e, "could not modify the message: temporary failure");
                 ev.outcome = "tempfail".into();
                 self.events.write(ev).await;
+                // Not taken: it comes again, and is counted then.
                 return reply(
                     &mut cx.reply,
                     "451",
@@ -183,6 +189,10 @@ impl InboundMilter {
                     "Temporary failure; try again later",
                 );
             }
+        }
+        if let Some(row) = dmarc_row {
+            // Before the event, so it is written with it (or before it).
+            self.events.spawn_dmarc(row);
         }
         self.events.write(ev).await;
         status

@@ -3,6 +3,7 @@
 //! and `--json`. No I/O; every other module speaks these types.
 
 mod decision;
+mod dmarc;
 mod event;
 
 use std::fmt;
@@ -11,6 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 pub use decision::{Decision, Rejection, Role, Rule};
+pub use dmarc::{
+    DkimAuth, DmarcRow, PolicyOverride, PublishedTags, ReportUri, SentReport, SpfAuth,
+};
 pub use event::{AuthReason, Event, EventFilter, EventKind};
 
 /// An enum with one fixed string form per variant: `as_str`, `parse`, `Display`,

@@ -15,8 +15,8 @@ use std::fmt;
 
 use crate::config::Config;
 use crate::model::{
-    Account, AccountKind, Credential, Discovered, DkimAlgorithm, DkimKeyInfo, Domain, Event,
-    EventFilter, LoginFacts, LoginRecord, Organization, SenderCheck, SigningKey,
+    Account, AccountKind, Credential, Discovered, DkimAlgorithm, DkimKeyInfo, DmarcRow, Domain,
+    Event, EventFilter, LoginFacts, LoginRecord, Organization, SenderCheck, SentReport, SigningKey,
 };
 
 pub use pool::{Pool, Pooled};
@@ -132,9 +132,35 @@ pub trait Journal {
     fn prune_events(&mut self, before: i64) -> Result<usize>;
 }
 
+/// DMARC results of inbound messages, kept for aggregate reports (RFC 7489 section
+/// 7.2), and the reports already sent.
+pub trait DmarcResults {
+    /// Appends events and DMARC results in one transaction: the daemon's writer hands
+    /// both over together ([`crate::events`]).
+    fn record_batch(&mut self, events: &[Event], rows: &[DmarcRow]) -> Result<()>;
+    /// Appends DMARC results in one transaction.
+    fn record_dmarc(&mut self, rows: &[DmarcRow]) -> Result<()> {
+        self.record_batch(&[], rows)
+    }
+    /// The results from `begin` to `end` (Unix seconds, both included), oldest first.
+    fn dmarc_rows(&self, begin: i64, end: i64) -> Result<Vec<DmarcRow>>;
+    /// Deletes results older than `before` (Unix seconds), and the records of reports
+    /// whose period ended before it; returns how many results went.
+    fn prune_dmarc(&mut self, before: i64) -> Result<usize>;
+    /// The report sent for `policy_domain` and exactly this period, if there was one.
+    fn dmarc_report_sent(
+        &self,
+        policy_domain: &str,
+        begin: i64,
+        end: i64,
+    ) -> Result<Option<SentReport>>;
+    /// Records a report as sent.
+    fn record_dmarc_report(&mut self, report: &SentReport) -> Result<()>;
+}
+
 /// One open store: every concern, plus what the pool and `init` ask about the handle.
 pub trait Store:
-    Organizations + Domains + Accounts + Credentials + Senders + Keys + Journal + Send
+    Organizations + Domains + Accounts + Credentials + Senders + Keys + Journal + DmarcResults + Send
 {
     /// Where the store is, for messages (a path, or a database URL without secrets).
     fn location(&self) -> String;
@@ -147,7 +173,9 @@ pub trait Store:
 
 /// Every trait of the store interface, for callers: `use crate::store::prelude::*;`.
 pub mod prelude {
-    pub use super::{Accounts, Credentials, Domains, Journal, Keys, Organizations, Senders, Store};
+    pub use super::{
+        Accounts, Credentials, DmarcResults, Domains, Journal, Keys, Organizations, Senders, Store,
+    };
 }
 
 /// A store opened for an administrator.

@@ -48,6 +48,43 @@ pub fn e2e_available() -> bool {
     false
 }
 
+/// Whether xmllint (Debian package libxml2-utils) is here to validate XML against a
+/// schema. Without it the test is skipped with a message, except under `CI=true` or
+/// `POSTWARDEN_E2E_REQUIRED=true`, where that is a failure.
+pub fn xmllint_available() -> bool {
+    if Path::new("/usr/bin/xmllint").exists() {
+        return true;
+    }
+    let required = std::env::var("POSTWARDEN_E2E_REQUIRED").is_ok_and(|v| v == "true")
+        || std::env::var("CI").is_ok_and(|v| v == "true");
+    let msg = "XML validation needs /usr/bin/xmllint (Debian package libxml2-utils)";
+    if required {
+        panic!("{msg} (CI=true: a missing component fails the run)");
+    }
+    eprintln!("SKIPPED: {msg}");
+    false
+}
+
+/// Validates `xml` against RFC 7489's aggregate report schema
+/// (`tests/data/dmarc-rfc7489.xsd`) with xmllint; panics with xmllint's words if it
+/// does not validate.
+pub fn assert_valid_dmarc_report(xml: &str, dir: &Path) {
+    let file = dir.join(format!("report-{}.xml", std::process::id()));
+    std::fs::write(&file, xml).unwrap();
+    let schema = Path::new(REPO).join("tests/data/dmarc-rfc7489.xsd");
+    let out = Command::new("/usr/bin/xmllint")
+        .args(["--noout", "--schema"])
+        .arg(&schema)
+        .arg(&file)
+        .output()
+        .expect("xmllint");
+    assert!(
+        out.status.success(),
+        "the report does not validate against RFC 7489's schema: {}\n{xml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self")

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod credentials;
+mod dmarc;
 mod domains;
 mod journal;
 mod keys;

@@ -84,4 +84,39 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (domain_id, selector)
     );
     "#,
+    // 4: DMARC results of inbound messages for aggregate reports (RFC 7489 section 7.2),
+    // and the reports sent. reasons, dkim, spf and rua are JSON arrays.
+    r#"
+    CREATE TABLE dmarc_result (
+        id            INTEGER PRIMARY KEY,
+        time          INTEGER NOT NULL,
+        policy_domain TEXT NOT NULL,
+        p             TEXT NOT NULL,
+        sp            TEXT NOT NULL,
+        pct           INTEGER NOT NULL,
+        adkim         TEXT NOT NULL,
+        aspf          TEXT NOT NULL,
+        fo            TEXT NOT NULL,
+        header_from   TEXT NOT NULL,
+        envelope_from TEXT NOT NULL,
+        source_ip     TEXT NOT NULL,
+        disposition   TEXT NOT NULL CHECK (disposition IN ('none', 'quarantine', 'reject')),
+        dkim_aligned  TEXT NOT NULL CHECK (dkim_aligned IN ('pass', 'fail')),
+        spf_aligned   TEXT NOT NULL CHECK (spf_aligned IN ('pass', 'fail')),
+        reasons       TEXT NOT NULL,
+        dkim          TEXT NOT NULL,
+        spf           TEXT NOT NULL,
+        rua           TEXT NOT NULL
+    );
+    CREATE INDEX dmarc_result_time ON dmarc_result(time);
+    CREATE TABLE dmarc_report_sent (
+        policy_domain TEXT NOT NULL,
+        begin         INTEGER NOT NULL,
+        end           INTEGER NOT NULL,
+        report_id     TEXT NOT NULL,
+        recipients    TEXT NOT NULL,
+        sent          INTEGER NOT NULL,
+        PRIMARY KEY (policy_domain, begin, end)
+    );
+    "#,
 ];

@@ -458,3 +458,98 @@ fn dkim_keys_rotate_and_the_store_is_not_world_readable() {
     s.domain_remove("acme.example", true).unwrap();
     assert!(s.dkim_list(None).unwrap().is_empty());
 }
+
+fn dmarc_row(time: i64, domain: &str, ip: &str) -> DmarcRow {
+    DmarcRow {
+        time,
+        policy_domain: domain.into(),
+        published: PublishedTags {
+            p: "reject".into(),
+            sp: "quarantine".into(),
+            pct: 50,
+            adkim: "s".into(),
+            aspf: "r".into(),
+            fo: "1".into(),
+        },
+        header_from: domain.into(),
+        envelope_from: format!("bounce.{domain}"),
+        source_ip: ip.into(),
+        disposition: "quarantine".into(),
+        dkim_aligned: "fail".into(),
+        spf_aligned: "pass".into(),
+        reasons: vec![PolicyOverride {
+            kind: "sampled_out".into(),
+            comment: Some("pct=50 <x>".into()),
+        }],
+        dkim: vec![DkimAuth {
+            domain: domain.into(),
+            selector: "s1".into(),
+            result: "fail".into(),
+        }],
+        spf: vec![SpfAuth {
+            domain: format!("bounce.{domain}"),
+            scope: "mfrom".into(),
+            result: "pass".into(),
+        }],
+        rua: vec![ReportUri {
+            address: format!("dmarc@{domain}"),
+            max_size: 10 * 1024 * 1024,
+        }],
+    }
+}
+
+#[test]
+fn dmarc_results_round_trip_prune_and_remember_sent_reports() {
+    let (_d, mut s) = temp_store();
+    let a = dmarc_row(100, "a.example", "192.0.2.1");
+    let b = dmarc_row(200, "b.example", "2001:db8::1");
+    let c = dmarc_row(300, "a.example", "192.0.2.2");
+    s.record_dmarc(&[a.clone(), b.clone()]).unwrap();
+    // Events and results in one batch.
+    s.record_batch(
+        &[Event::new(EventKind::Mail, "accept")],
+        std::slice::from_ref(&c),
+    )
+    .unwrap();
+    assert_eq!(s.events(&EventFilter::default()).unwrap().len(), 1);
+    assert_eq!(
+        s.dmarc_rows(0, 1000).unwrap(),
+        [a.clone(), b.clone(), c.clone()]
+    );
+    // Both ends of the period are included.
+    assert_eq!(s.dmarc_rows(200, 300).unwrap(), [b.clone(), c.clone()]);
+    assert_eq!(s.dmarc_rows(201, 299).unwrap(), []);
+
+    assert_eq!(s.dmarc_report_sent("a.example", 0, 999).unwrap(), None);
+    let sent = SentReport {
+        policy_domain: "a.example".into(),
+        begin: 0,
+        end: 999,
+        report_id: "0.a.example.1@mx".into(),
+        recipients: vec!["dmarc@a.example".into()],
+        sent: 1000,
+    };
+    s.record_dmarc_report(&sent).unwrap();
+    assert_eq!(
+        s.dmarc_report_sent("a.example", 0, 999).unwrap(),
+        Some(sent)
+    );
+    assert_eq!(s.dmarc_report_sent("a.example", 0, 998).unwrap(), None);
+    assert_eq!(s.dmarc_report_sent("b.example", 0, 999).unwrap(), None);
+
+    // Pruning removes older results and the records of reports that ended before.
+    assert_eq!(s.prune_dmarc(250).unwrap(), 2);
+    assert_eq!(s.dmarc_rows(0, 1000).unwrap(), [c]);
+    assert!(s.dmarc_report_sent("a.example", 0, 999).unwrap().is_some());
+    s.prune_dmarc(1000).unwrap();
+    assert_eq!(s.dmarc_report_sent("a.example", 0, 999).unwrap(), None);
+}
+
+#[test]
+fn a_dmarc_result_outside_the_schema_is_refused() {
+    let (_d, mut s) = temp_store();
+    let mut r = dmarc_row(1, "a.example", "192.0.2.1");
+    r.disposition = "bounce".into();
+    assert!(s.record_dmarc(&[r]).is_err());
+    assert_eq!(s.dmarc_rows(0, 10).unwrap(), []);
+}
