@@ -21,6 +21,7 @@ pub mod config;
 pub mod daemon;
 pub mod dkim;
 pub mod events;
+pub mod logging;
 pub mod login;
 pub mod milter;
 pub mod model;

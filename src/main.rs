@@ -28,6 +28,8 @@ fn run(cli: &Cli) -> cli::CliResult {
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Values clients control (logins, HELO names, addresses) never break a line.
+        .fmt_fields(postwarden::logging::EscapingFields)
         // Colours only on a terminal: not in journald or log files.
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)

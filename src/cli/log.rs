@@ -69,11 +69,19 @@ pub fn parse_since(s: &str, now: i64) -> Result<i64, String> {
     ))
 }
 
+/// A field value as `postwarden log` prints it: escaped like the daemon's log (no
+/// control or bidi character reaches the terminal), and quoted when it holds spaces,
+/// quotes or `=`.
 fn quote_field(v: &str) -> String {
-    if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '"' || c == '=') {
-        format!("{v:?}")
+    let escaped = crate::logging::escape(v);
+    if escaped.is_empty()
+        || escaped
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '=')
+    {
+        format!("\"{}\"", escaped.replace('"', "\\\""))
     } else {
-        v.to_string()
+        escaped.into_owned()
     }
 }
 

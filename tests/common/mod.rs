@@ -821,6 +821,13 @@ impl SmtpTls {
         }
     }
 
+    /// Sends one line without waiting for a reply (message content after DATA).
+    pub fn write_line(&mut self, line: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        writeln!(self.stdin, "{line}")?;
+        self.stdin.flush()
+    }
+
     /// Sends one command line and returns the reply's last line.
     pub fn cmd(&mut self, line: &str) -> String {
         use std::io::Write;
