@@ -93,7 +93,12 @@ fn run(name: &str, extra: &str, logins: usize, cores: usize) {
             )
             .unwrap(),
         );
-        tokio::spawn(serve_auth(listener, service));
+        tokio::spawn(serve_auth(
+            listener,
+            service,
+            16384,
+            Duration::from_secs(3600),
+        ));
         let token =
             base64::engine::general_purpose::STANDARD.encode(format!("\0bench-user\0{password}"));
         let start = Instant::now();

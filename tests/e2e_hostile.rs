@@ -114,3 +114,140 @@ fn client_values_are_escaped_in_the_daemon_log_and_postwarden_log() {
         "one event line carries the forged text, escaped: {out}"
     );
 }
+
+/// Raises this process's open-file limit to the hard limit (to hold many connections).
+fn raise_nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = lim.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+    lim.rlim_cur
+}
+
+/// `n` connections to the auth socket that complete the handshake, as Postfix does, and
+/// then say nothing.
+fn idle_auth_connections(path: &std::path::Path, n: usize) -> Vec<std::os::unix::net::UnixStream> {
+    use std::io::Write;
+    (0..n)
+        .map(|i| {
+            let mut s = std::os::unix::net::UnixStream::connect(path)
+                .unwrap_or_else(|e| panic!("auth connection {i}: {e}"));
+            s.write_all(format!("VERSION\t1\t0\nCPID\t{}\n", 100_000 + i).as_bytes())
+                .unwrap();
+            s
+        })
+        .collect()
+}
+
+/// `n` connections to a milter socket that never send a command.
+fn idle_milter_connections(
+    path: &std::path::Path,
+    n: usize,
+) -> Vec<std::os::unix::net::UnixStream> {
+    (0..n)
+        .map(|i| {
+            std::os::unix::net::UnixStream::connect(path)
+                .unwrap_or_else(|e| panic!("milter connection {i}: {e}"))
+        })
+        .collect()
+}
+
+/// Sends a message on port 25 (the inbound milter runs; DNS is unreachable and
+/// dns_failure = "accept", so it is delivered with temperror verdicts).
+fn inbound_mail(gw: &Gateway, subject: &str) -> Swaks {
+    swaks(&[
+        "--server",
+        &format!("127.0.0.1:{}", gw.postfix.smtp_port),
+        "--from",
+        "someone@outside.example",
+        "--to",
+        "rcpt@dest.example",
+        "--header",
+        &format!("Subject: {subject}"),
+    ])
+}
+
+#[test]
+fn idle_connections_starve_neither_mail_nor_logins() {
+    if !e2e_available() {
+        return;
+    }
+    let limit = raise_nofile();
+    assert!(
+        limit >= 12_000,
+        "this test holds 11,000 connections; open-file limit {limit}"
+    );
+    let gw = Gateway::start(
+        "dns.nameservers = [\"127.0.0.1:9\"]\ndns.timeout = \"200ms\"\ninbound.dns_failure = \"accept\"\n",
+        &PostfixOpts {
+            extra_main: "relay_domains = dest.example".into(),
+            ..Default::default()
+        },
+    );
+    let (user, pass) = gw.acme();
+    let private = gw.postfix.private_dir();
+
+    // 10,000 idle auth connections and 500 idle connections on each milter.
+    let auth = idle_auth_connections(&private.join("postwarden-auth"), 10_000);
+    let sub = idle_milter_connections(&private.join("postwarden-submission"), 500);
+    let inb = idle_milter_connections(&private.join("postwarden-inbound"), 500);
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Real mail and real logins still go through.
+    for i in 0..3 {
+        let r = gw.submit(
+            "PLAIN",
+            &user,
+            &pass,
+            &[
+                "--from",
+                "alice@acme.example",
+                "--to",
+                "rcpt@dest.example",
+                "--header",
+                &format!("Subject: held-open-{i}"),
+            ],
+        );
+        assert!(
+            r.has_reply("235 2.7.0 Authentication successful"),
+            "{}",
+            r.out
+        );
+        assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
+        let r = inbound_mail(&gw, &format!("inbound-held-open-{i}"));
+        assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
+    }
+    gw.sink.wait_message("Subject: held-open-2");
+    gw.sink.wait_message("Subject: inbound-held-open-2");
+    let log = gw.daemon.log_text();
+    assert!(!log.contains("accept failed"), "{log}");
+    assert!(!log.contains("cap reached"), "{log}");
+    drop((auth, sub, inb));
+}
+
+#[test]
+fn connection_caps_are_said_in_the_log() {
+    if !e2e_available() {
+        return;
+    }
+    let gw = Gateway::start(
+        "auth.max_connections = 20\nsubmission.max_connections = 10\n",
+        &PostfixOpts::default(),
+    );
+    let private = gw.postfix.private_dir();
+    let auth = idle_auth_connections(&private.join("postwarden-auth"), 30);
+    let sub = idle_milter_connections(&private.join("postwarden-submission"), 10);
+    wait_for(Duration::from_secs(10), "the cap lines", || {
+        let log = gw.daemon.log_text();
+        log.contains("auth connection closed: auth.max_connections reached")
+            && log.contains("listener=submission")
+            && log.contains("connection cap reached")
+    });
+    drop((auth, sub));
+}

@@ -77,6 +77,10 @@ pub struct DmarcReportsConfig {
 pub struct InboundConfig {
     /// Where the inbound milter listens.
     pub listen: ListenAddr,
+    /// Milter connections open at once at most; further ones wait for a free slot.
+    pub max_connections: u32,
+    /// How long a milter connection may stay silent before it is closed.
+    pub idle_timeout: HumanDuration,
     /// The authserv-id of the Authentication-Results header; empty: the host name.
     pub authserv_id: String,
     /// What a DNS temporary failure during the checks leads to.
@@ -133,6 +137,10 @@ pub struct SocketsConfig {
 pub struct SubmissionConfig {
     /// Where the submission milter listens.
     pub listen: ListenAddr,
+    /// Milter connections open at once at most; further ones wait for a free slot.
+    pub max_connections: u32,
+    /// How long a milter connection may stay silent before it is closed.
+    pub idle_timeout: HumanDuration,
 }
 
 /// `[store]`.
@@ -169,6 +177,10 @@ pub struct AuthConfig {
     pub allow_plaintext: bool,
     /// How many password checks run at once; 0: one per CPU core.
     pub max_parallel_hashes: u32,
+    /// Auth connections open at once at most; further ones are closed at once.
+    pub max_connections: u32,
+    /// How long an auth connection without a request may stay silent before it is closed.
+    pub idle_timeout: HumanDuration,
     /// `[auth.throttle]`: brute-force protection.
     pub throttle: ThrottleConfig,
 }

@@ -3,30 +3,59 @@
 use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use indymilter::{EitherListener, EitherStream};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tracing::{debug, info, warn};
 
+use super::limits::{Counted, Gauge, Throttled};
 use super::systemd::Activated;
 use crate::config::{Config, ListenAddr, SocketMode};
 
 /// A bound listening socket, Unix or TCP. A Unix socket's file is removed when the
-/// listener is dropped.
+/// listener is dropped. With [`counting`](Listener::counting), its connections are
+/// counted while open, and reaching the cap is logged.
 pub struct Listener {
     inner: EitherListener<TcpListener, UnixListener>,
     path: Option<PathBuf>,
+    count: Option<Count>,
+}
+
+struct Count {
+    name: &'static str,
+    gauge: Arc<Gauge>,
+    cap: usize,
+    warn: Throttled,
 }
 
 impl indymilter::Listener for Listener {
-    type Io = EitherStream<TcpStream, UnixStream>;
+    type Io = Counted<EitherStream<TcpStream, UnixStream>>;
 
     fn poll_accept(
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<Self::Io>> {
-        self.inner.poll_accept(cx)
+        self.inner.poll_accept(cx).map_ok(|stream| {
+            let (stream, open) =
+                Counted::new(stream, self.count.as_ref().map(|c| Arc::clone(&c.gauge)));
+            if let Some(c) = &self.count {
+                if open >= c.cap {
+                    c.warn.hit(|times| {
+                        warn!(
+                            listener = c.name,
+                            open,
+                            times,
+                            "connection cap reached: further connections wait until one closes \
+                             (raise max_connections, or find what holds them)"
+                        )
+                    });
+                }
+            }
+            stream
+        })
     }
 }
 
@@ -79,6 +108,7 @@ impl Listener {
             ListenAddr::Unix(path) => Ok(Listener {
                 inner: EitherListener::Unix(bind_unix(path, mode, group)?),
                 path: Some(path.clone()),
+                count: None,
             }),
             ListenAddr::Inet(sa) => {
                 let l = TcpListener::bind(sa)
@@ -90,6 +120,7 @@ impl Listener {
                 Ok(Listener {
                     inner: EitherListener::Tcp(l),
                     path: None,
+                    count: None,
                 })
             }
         }
@@ -107,7 +138,11 @@ impl Listener {
                 EitherListener::Unix(UnixListener::from_std(l)?)
             }
         };
-        Ok(Listener { inner, path: None })
+        Ok(Listener {
+            inner,
+            path: None,
+            count: None,
+        })
     }
 
     /// The listener named `name`: the service manager's socket when it passed one under
@@ -130,6 +165,18 @@ impl Listener {
         Listener::bind(&cfg.resolve(addr), cfg.sockets.mode, &cfg.sockets.group)
             .await
             .with_context(|| format!("{name} listener"))
+    }
+
+    /// Counts this listener's open connections in `gauge`; an accept that brings them to
+    /// `cap` logs a warning (at most once a minute).
+    pub fn counting(mut self, name: &'static str, gauge: Arc<Gauge>, cap: usize) -> Self {
+        self.count = Some(Count {
+            name,
+            gauge,
+            cap,
+            warn: Throttled::new(Duration::from_secs(60)),
+        });
+        self
     }
 
     /// The bound address, as a ListenAddr (with the real port for `inet:...:0`).

@@ -1,6 +1,7 @@
 //! The daemon: `run(config, shutdown)` opens the store, binds the listeners, spawns the
 //! services and returns when `shutdown` resolves.
 
+pub mod limits;
 mod listener;
 pub mod systemd;
 
@@ -40,13 +41,33 @@ fn prune(cfg: &Config, pool: &Arc<Pool>) {
     }
 }
 
-/// Serves the Dovecot auth protocol on `listener` with `service` deciding logins.
-pub async fn serve_auth(mut listener: Listener, service: Arc<AuthService>) {
+/// Serves the Dovecot auth protocol on `listener` with `service` deciding logins: at
+/// most `cap` connections at once (a connection past it is closed at once, and the log
+/// says so), each closed after `idle` without a request.
+pub async fn serve_auth(listener: Listener, service: Arc<AuthService>, cap: usize, idle: Duration) {
     use indymilter::Listener as _;
-    let config = Arc::new(dovecot_auth::ServerConfig::default());
+    let gauge = Arc::new(limits::Gauge::default());
+    let mut listener = listener.counting("auth", Arc::clone(&gauge), usize::MAX);
+    let config = Arc::new(dovecot_auth::ServerConfig {
+        idle_timeout: Some(idle),
+        ..Default::default()
+    });
     let counter = AtomicU32::new(0);
+    let over_cap = limits::Throttled::new(Duration::from_secs(60));
+    let accept_failed = limits::Throttled::new(Duration::from_secs(10));
     loop {
         match listener.accept().await {
+            Ok(stream) if gauge.open() > cap => {
+                drop(stream);
+                over_cap.hit(|times| {
+                    warn!(
+                        cap,
+                        times,
+                        "auth connection closed: auth.max_connections reached (Postfix answers \
+                         454 to that login; raise the cap, or find what holds the connections)"
+                    )
+                });
+            }
             Ok(stream) => {
                 let cuid = counter.fetch_add(1, Ordering::Relaxed) + 1;
                 let ids = dovecot_auth::ConnectionIds::for_this_process(cuid);
@@ -59,8 +80,9 @@ pub async fn serve_auth(mut listener: Listener, service: Arc<AuthService>) {
                 });
             }
             Err(e) => {
-                // Out of file descriptors and the like: log, pause briefly, keep serving.
-                warn!(error = %e, "accept failed");
+                // Out of file descriptors and the like: log (not every time), pause
+                // briefly, keep serving.
+                accept_failed.hit(|times| warn!(error = %e, times, "auth accept failed"));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -76,15 +98,20 @@ fn finish_auth_connection(cuid: u32, result: Result<(), dovecot_auth::ProtocolEr
 }
 
 /// Runs a milter on `listener` until `stop` turns true; in-flight sessions are told to end.
+/// At most `cap` connections are served at once (further ones wait in the listen queue;
+/// reaching the cap is logged); a connection silent for `idle` is closed.
 pub async fn serve_milter<T: Send + 'static>(
+    name: &'static str,
     listener: Listener,
     callbacks: indymilter::Callbacks<T>,
+    cap: usize,
+    idle: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
+    let listener = listener.counting(name, Arc::new(limits::Gauge::default()), cap);
     let config = indymilter::Config {
-        // Postfix waits milter_command_timeout (30 s) per step; a hung client connection is
-        // closed well before indymilter's two-hour default.
-        connection_timeout: Duration::from_secs(600),
+        max_connections: cap,
+        connection_timeout: idle,
         ..Default::default()
     };
     let shutdown = async move {
@@ -106,6 +133,20 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Create and migrate the store once; the pool opens it without creating it.
     store::prepare(&cfg)?;
+    match limits::raise_nofile_limit() {
+        Ok(soft) => {
+            info!(open_file_limit = soft, "open-file limit");
+            limits::check_caps(
+                soft,
+                &[
+                    ("auth.max_connections", cfg.auth.max_connections),
+                    ("submission.max_connections", cfg.submission.max_connections),
+                    ("inbound.max_connections", cfg.inbound.max_connections),
+                ],
+            );
+        }
+        Err(e) => warn!(error = %e, "could not raise the open-file limit"),
+    }
     let cfg = Arc::new(cfg);
     let pool = Pool::new(&cfg);
 
@@ -117,7 +158,12 @@ pub async fn run(
     )?);
     let auth_listener = Listener::open("auth", &mut activated, &cfg, &cfg.auth.listen).await?;
     info!(listen = %auth_listener.local_addr(), "auth socket listening");
-    let auth_task = tokio::spawn(serve_auth(auth_listener, auth_service));
+    let auth_task = tokio::spawn(serve_auth(
+        auth_listener,
+        auth_service,
+        cfg.auth.max_connections as usize,
+        cfg.auth.idle_timeout.0,
+    ));
 
     let submission_listener =
         Listener::open("submission", &mut activated, &cfg, &cfg.submission.listen).await?;
@@ -130,21 +176,27 @@ pub async fn run(
     }
     let (stop_milters, milters_stopped) = tokio::sync::watch::channel(false);
     let submission_task = tokio::spawn(serve_milter(
+        "submission",
         submission_listener,
         milter::submission::callbacks(milter::submission::SubmissionMilter::new(
             Arc::clone(&cfg),
             Arc::clone(&pool),
             Arc::clone(&events),
         )),
+        cfg.submission.max_connections as usize,
+        cfg.submission.idle_timeout.0,
         milters_stopped.clone(),
     ));
 
     let inbound_task = tokio::spawn(serve_milter(
+        "inbound",
         inbound_listener,
         milter::inbound::callbacks(milter::inbound::InboundMilter::new(
             Arc::clone(&cfg),
             Arc::clone(&events),
         )?),
+        cfg.inbound.max_connections as usize,
+        cfg.inbound.idle_timeout.0,
         milters_stopped.clone(),
     ));
 

@@ -23,6 +23,13 @@ pub async fn spawn<T: Send + 'static>(
         unreachable!("a TCP listener")
     };
     let (stop, stopped) = watch::channel(false);
-    tokio::spawn(serve_milter(listener, callbacks, stopped));
+    tokio::spawn(serve_milter(
+        "test",
+        listener,
+        callbacks,
+        100,
+        std::time::Duration::from_secs(600),
+        stopped,
+    ));
     (addr, stop)
 }
