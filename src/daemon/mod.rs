@@ -109,7 +109,11 @@ pub async fn run(
     let cfg = Arc::new(cfg);
     let pool = Pool::new(&cfg);
 
-    let events = EventSink::new(Arc::clone(&pool));
+    let events = EventSink::with_journal(
+        Arc::clone(&pool),
+        cfg.event_journal_path(),
+        cfg.journal_max_bytes(),
+    );
     let auth_service = Arc::new(AuthService::new(
         Arc::clone(&cfg),
         Arc::clone(&pool),
