@@ -85,19 +85,16 @@ fn milter_session(port: u16, round: u64, sent: &AtomicU64) {
     let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
     let reader = drain(&s);
     let mut out = Vec::new();
-    // Option negotiation: version 6, all actions, no protocol steps left out.
+    // Option negotiation: version 6, all actions and protocol steps offered, as Postfix does.
     let mut optneg = Vec::new();
     optneg.extend_from_slice(&6u32.to_be_bytes());
     optneg.extend_from_slice(&0x1ffu32.to_be_bytes());
-    optneg.extend_from_slice(&0u32.to_be_bytes());
+    optneg.extend_from_slice(&0x1f_ffffu32.to_be_bytes());
     out.extend(packet(b'O', &optneg));
     match round % 3 {
         // A message body of several MiB, then a packet with an unknown command.
         0 | 1 => {
-            out.extend(packet(
-                b'C',
-                b"client.example\x004\x00\x9c\x40192.0.2.9\x00",
-            ));
+            out.extend(packet(b'C', b"client.example\x004\x9c\x40192.0.2.9\x00"));
             out.extend(packet(b'H', b"client.example\x00"));
             out.extend(packet(
                 b'D',
