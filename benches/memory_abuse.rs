@@ -115,7 +115,7 @@ fn milter_session(port: u16, round: u64, sent: &AtomicU64) {
                 }
                 sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             }
-            if round % 3 == 0 {
+            if round.is_multiple_of(3) {
                 let _ = s.write_all(&packet(b'Z', b"garbage"));
             }
         }

@@ -2,6 +2,7 @@
 //! services and returns when `shutdown` resolves.
 
 mod listener;
+pub mod memory;
 pub mod systemd;
 
 use std::collections::HashMap;
@@ -104,6 +105,7 @@ pub async fn run(
     mut activated: HashMap<String, Activated>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    memory::tune_allocator();
     // Create and migrate the store once; the pool opens it without creating it.
     store::prepare(&cfg)?;
     let cfg = Arc::new(cfg);
@@ -161,6 +163,13 @@ pub async fn run(
             let _ = tokio::task::spawn_blocking(move || prune(&c, &p)).await;
         }
     });
+    let trimmer = tokio::spawn(async {
+        let mut tick = tokio::time::interval(memory::TRIM_EVERY);
+        loop {
+            tick.tick().await;
+            let _ = tokio::task::spawn_blocking(memory::trim).await;
+        }
+    });
     info!(
         data_dir = %cfg.data_dir.display(),
         store = %cfg.store_path().display(),
@@ -172,6 +181,7 @@ pub async fn run(
     shutdown.await;
     let _ = systemd::notify_stopping();
     pruner.abort();
+    trimmer.abort();
     auth_task.abort();
     let _ = auth_task.await;
     let _ = stop_milters.send(true);
