@@ -153,6 +153,9 @@ pub struct StoreConfig {
     pub busy_timeout: HumanDuration,
     /// How long events are kept; zero keeps them forever.
     pub event_retention: HumanDuration,
+    /// Largest size (MiB) of the event journal, where the daemon keeps the events the
+    /// store cannot take (`<path>.event-journal`); past it new events are refused.
+    pub journal_max_mib: u32,
 }
 
 /// `[password_hash]`: argon2id parameters for new credentials.
@@ -268,6 +271,12 @@ impl Config {
                 "must be between 1ms and 10s (Postfix gives a milter step 30s)".into(),
             );
         }
+        if self.store.journal_max_mib == 0 || self.store.journal_max_mib > 65536 {
+            return err(
+                "store.journal_max_mib",
+                "must be between 1 and 65536".into(),
+            );
+        }
         if self.max_message_mib == 0 || self.max_message_mib > 1024 {
             return err("max_message_mib", "must be between 1 and 1024".into());
         }
@@ -376,6 +385,18 @@ impl Config {
     /// The database path, resolved against the data directory.
     pub fn store_path(&self) -> PathBuf {
         self.data_dir.join(&self.store.path)
+    }
+
+    /// The event journal: beside the store, named after it.
+    pub fn event_journal_path(&self) -> PathBuf {
+        let mut p = self.store_path().into_os_string();
+        p.push(".event-journal");
+        PathBuf::from(p)
+    }
+
+    /// `store.journal_max_mib` in bytes.
+    pub fn journal_max_bytes(&self) -> u64 {
+        u64::from(self.store.journal_max_mib) * 1024 * 1024
     }
 
     /// A listener path resolved against the data directory.

@@ -3,6 +3,7 @@
 
 pub mod limits;
 mod listener;
+pub mod memory;
 pub mod systemd;
 
 use std::collections::HashMap;
@@ -131,6 +132,7 @@ pub async fn run(
     mut activated: HashMap<String, Activated>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    memory::tune_allocator();
     // Create and migrate the store once; the pool opens it without creating it.
     store::prepare(&cfg)?;
     match limits::raise_nofile_limit() {
@@ -150,7 +152,11 @@ pub async fn run(
     let cfg = Arc::new(cfg);
     let pool = Pool::new(&cfg);
 
-    let events = EventSink::new(Arc::clone(&pool));
+    let events = EventSink::with_journal(
+        Arc::clone(&pool),
+        cfg.event_journal_path(),
+        cfg.journal_max_bytes(),
+    );
     let auth_service = Arc::new(AuthService::new(
         Arc::clone(&cfg),
         Arc::clone(&pool),
@@ -209,6 +215,13 @@ pub async fn run(
             let _ = tokio::task::spawn_blocking(move || prune(&c, &p)).await;
         }
     });
+    let trimmer = tokio::spawn(async {
+        let mut tick = tokio::time::interval(memory::TRIM_EVERY);
+        loop {
+            tick.tick().await;
+            let _ = tokio::task::spawn_blocking(memory::trim).await;
+        }
+    });
     info!(
         data_dir = %cfg.data_dir.display(),
         store = %cfg.store_path().display(),
@@ -220,6 +233,7 @@ pub async fn run(
     shutdown.await;
     let _ = systemd::notify_stopping();
     pruner.abort();
+    trimmer.abort();
     auth_task.abort();
     let _ = auth_task.await;
     let _ = stop_milters.send(true);

@@ -317,7 +317,7 @@ pub fn callbacks(milter: Arc<InboundMilter>) -> Callbacks<Session> {
                             m.forged_ar.push(m.ar_seen);
                         }
                     }
-                    m.buffer.header(&name, value.into_bytes());
+                    m.buffer.header(&name, value.into_bytes(), max);
                     Status::Continue
                 })
             },

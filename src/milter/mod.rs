@@ -15,21 +15,30 @@ pub struct MessageBuffer {
     pub truncated: bool,
     /// Whether header values arrive with their leading space (negotiated).
     pub leading_space: bool,
+    /// Bytes of the header fields kept.
+    header_bytes: usize,
 }
 
 /// Header fields kept per message at most.
 const MAX_HEADERS: usize = 10_000;
 
 impl MessageBuffer {
-    pub fn header(&mut self, name: &str, value: Vec<u8>) {
-        if self.headers.len() < MAX_HEADERS {
-            self.headers.push((name.to_string(), value));
+    /// Keeps a header field while the fields and the body together stay within `max`
+    /// bytes (`max_message_mib`); past it (or past [`MAX_HEADERS`] fields) the message is
+    /// `truncated`.
+    pub fn header(&mut self, name: &str, value: Vec<u8>, max: usize) {
+        let size = name.len() + value.len() + 4;
+        if self.headers.len() >= MAX_HEADERS || self.header_bytes + self.body.len() + size > max {
+            self.truncated = true;
+            return;
         }
+        self.header_bytes += size;
+        self.headers.push((name.to_string(), value));
     }
 
-    /// Appends a body chunk, keeping at most `max` bytes of body.
+    /// Appends a body chunk, keeping the header fields and the body within `max` bytes.
     pub fn body_chunk(&mut self, chunk: &[u8], max: usize) {
-        let room = max.saturating_sub(self.body.len());
+        let room = max.saturating_sub(self.header_bytes + self.body.len());
         if chunk.len() > room {
             self.truncated = true;
         }
@@ -96,11 +105,16 @@ mod tests {
     #[test]
     fn buffer_rebuilds_crlf_text_and_bounds_the_body() {
         let mut m = MessageBuffer::default();
-        m.header("Subject", b"folded\n\tline".to_vec());
-        m.header("From", b"a@b.example".to_vec());
-        m.body_chunk(b"0123456789", 8);
-        m.body_chunk(b"more", 8);
+        m.header("Subject", b"folded\n\tline".to_vec(), 100);
+        m.header("From", b"a@b.example".to_vec(), 100);
+        assert!(!m.truncated);
+        // 23 + 19 bytes of fields, room for 58 bytes of body.
+        m.body_chunk(&[b'0'; 60], 100);
+        m.body_chunk(b"0123456789", 100);
         assert!(m.truncated);
+        assert_eq!(m.body.len(), 58);
+        m.body.truncate(8);
+        m.body.copy_from_slice(b"01234567");
         assert_eq!(
             m.raw(),
             b"Subject: folded\r\n\tline\r\nFrom: a@b.example\r\n\r\n01234567".to_vec()
@@ -109,7 +123,10 @@ mod tests {
             leading_space: true,
             ..Default::default()
         };
-        lead.header("X", b" v".to_vec());
+        lead.header("X", b" v".to_vec(), 100);
+        // Fields alone past the bound: kept no more.
+        lead.header("Y", vec![b'y'; 100], 100);
+        assert!(lead.truncated);
         assert_eq!(lead.raw(), b"X: v\r\n\r\n".to_vec());
     }
 }

@@ -354,24 +354,28 @@ pub fn callbacks(milter: Arc<SubmissionMilter>) -> Callbacks<Session> {
                 Status::Continue
             })
         })
-        .on_header(|cx: &mut Context<Session>, name: CString, value: CString| {
-            Box::pin(async move {
-                let message = &mut cx.data.get_or_insert_with(Session::default).message;
-                let name_text = name.to_string_lossy().into_owned();
-                if name.as_bytes().eq_ignore_ascii_case(b"From") {
-                    let fields = &mut message.tx.from_fields;
-                    if fields.len() < MAX_FROM_FIELDS {
-                        fields.push(header_addresses(value.as_bytes()));
-                    } else {
-                        // Keep counting: the policy refuses more than one field anyway.
-                        fields.push(Vec::new());
-                        fields.truncate(MAX_FROM_FIELDS + 1);
+        .on_header(
+            move |cx: &mut Context<Session>, name: CString, value: CString| {
+                Box::pin(async move {
+                    let message = &mut cx.data.get_or_insert_with(Session::default).message;
+                    let name_text = name.to_string_lossy().into_owned();
+                    if name.as_bytes().eq_ignore_ascii_case(b"From") {
+                        let fields = &mut message.tx.from_fields;
+                        if fields.len() < MAX_FROM_FIELDS {
+                            fields.push(header_addresses(value.as_bytes()));
+                        } else {
+                            // Keep counting: the policy refuses more than one field anyway.
+                            fields.push(Vec::new());
+                            fields.truncate(MAX_FROM_FIELDS + 1);
+                        }
                     }
-                }
-                message.buffer.header(&name_text, value.into_bytes());
-                Status::Continue
-            })
-        })
+                    message
+                        .buffer
+                        .header(&name_text, value.into_bytes(), max_body);
+                    Status::Continue
+                })
+            },
+        )
         .on_body(move |cx: &mut Context<Session>, chunk| {
             Box::pin(async move {
                 cx.data

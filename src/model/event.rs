@@ -1,7 +1,7 @@
 //! Events: the append-only record of every auth attempt, transaction decision and admin
 //! change.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{now, string_enum};
 
@@ -44,7 +44,7 @@ impl AuthReason {
 }
 
 /// One line of the append-only log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     pub id: i64,
     pub time: i64,

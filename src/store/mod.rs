@@ -138,6 +138,22 @@ pub trait DmarcResults {
     /// Appends events and DMARC results in one transaction: the daemon's writer hands
     /// both over together ([`crate::events`]).
     fn record_batch(&mut self, events: &[Event], rows: &[DmarcRow]) -> Result<()>;
+    /// Appends events and DMARC results replayed from the daemon's event journal (its
+    /// entries after `after` up to `upto`), and records in the same transaction that
+    /// journal `journal` is written up to `upto`. Writes nothing and returns false when
+    /// the store's mark for the journal is not `after` (another writer got there first).
+    /// The transaction is made durable before this returns, since the journal is removed
+    /// after it ([`crate::events`]).
+    fn record_replayed(
+        &mut self,
+        events: &[Event],
+        rows: &[DmarcRow],
+        journal: &str,
+        after: u64,
+        upto: u64,
+    ) -> Result<bool>;
+    /// The last entry of journal `journal` already written into the store (0: none).
+    fn replayed_upto(&self, journal: &str) -> Result<u64>;
     /// Appends DMARC results in one transaction.
     fn record_dmarc(&mut self, rows: &[DmarcRow]) -> Result<()> {
         self.record_batch(&[], rows)

@@ -283,6 +283,14 @@ impl Daemon {
         }
     }
 
+    /// Kills the daemon with SIGKILL, by its PID: a crash, nothing flushed.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

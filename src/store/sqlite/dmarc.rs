@@ -1,6 +1,6 @@
 use rusqlite::params;
 
-use super::SqliteStore;
+use super::{SqliteStore, Tx};
 use crate::model::{DmarcRow, Event, PublishedTags, SentReport};
 use crate::store::{DmarcResults, Result};
 
@@ -15,11 +15,10 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("plain data serializes")
 }
 
-impl DmarcResults for SqliteStore {
-    fn record_batch(&mut self, events: &[Event], rows: &[DmarcRow]) -> Result<()> {
-        self.write(|tx| {
-            events.iter().try_for_each(|ev| tx.insert_event(ev))?;
-            rows.iter().try_for_each(|r| {
+/// Inserts events, then DMARC results, in the open transaction `tx`.
+fn insert_batch(tx: &Tx<'_>, events: &[Event], rows: &[DmarcRow]) -> Result<()> {
+    events.iter().try_for_each(|ev| tx.insert_event(ev))?;
+    rows.iter().try_for_each(|r| {
                 tx.execute(
                     "INSERT INTO dmarc_result (time, policy_domain, p, sp, pct, adkim, aspf, fo, header_from,
                          envelope_from, source_ip, disposition, dkim_aligned, spf_aligned, reasons, dkim, spf, rua)
@@ -47,9 +46,58 @@ impl DmarcResults for SqliteStore {
                 )
                 .map(drop)
             })
-        })
+}
+
+impl DmarcResults for SqliteStore {
+    fn record_batch(&mut self, events: &[Event], rows: &[DmarcRow]) -> Result<()> {
+        self.write(|tx| insert_batch(tx, events, rows))
     }
 
+    fn record_replayed(
+        &mut self,
+        events: &[Event],
+        rows: &[DmarcRow],
+        journal: &str,
+        after: u64,
+        upto: u64,
+    ) -> Result<bool> {
+        // The journal is removed once this returns: the commit must survive a power
+        // failure too, which synchronous = NORMAL (WAL) does not promise.
+        self.set_synchronous("FULL")?;
+        let out = self.write(|tx| {
+            let mark: i64 = tx
+                .row(
+                    "SELECT upto FROM journal_replay WHERE journal = ?1",
+                    [journal],
+                    |r| r.get(0),
+                )?
+                .unwrap_or(0);
+            if mark != after as i64 {
+                return Ok(false);
+            }
+            insert_batch(tx, events, rows)?;
+            tx.execute("DELETE FROM journal_replay WHERE journal <> ?1", [journal])?;
+            tx.execute(
+                "INSERT INTO journal_replay (journal, upto) VALUES (?1, ?2)
+                 ON CONFLICT (journal) DO UPDATE SET upto = excluded.upto",
+                params![journal, upto as i64],
+            )?;
+            Ok(true)
+        });
+        let reset = self.set_synchronous("NORMAL");
+        out.and_then(|written| reset.map(|()| written))
+    }
+
+    fn replayed_upto(&self, journal: &str) -> Result<u64> {
+        Ok(self
+            .db()
+            .row(
+                "SELECT upto FROM journal_replay WHERE journal = ?1",
+                [journal],
+                |r| r.get::<_, i64>(0),
+            )?
+            .map_or(0, |n| n.max(0) as u64))
+    }
     fn dmarc_rows(&self, begin: i64, end: i64) -> Result<Vec<DmarcRow>> {
         self.db().list(
             "SELECT time, policy_domain, p, sp, pct, adkim, aspf, fo, header_from, envelope_from,

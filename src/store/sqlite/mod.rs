@@ -257,6 +257,13 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Sets `PRAGMA synchronous` (outside a transaction).
+    fn set_synchronous(&self, level: &str) -> Result<()> {
+        self.conn
+            .pragma_update(None, "synchronous", level)
+            .map_err(|e| fault(&self.path, e))
+    }
+
     fn db(&self) -> Db<'_> {
         Db {
             conn: &self.conn,

@@ -119,4 +119,14 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (policy_domain, begin, end)
     );
     "#,
+    // 5: how far the daemon's event journal (entries kept while the store was at fault)
+    // has been written into the store: the journal's id and its last entry written, set
+    // in the transaction that writes the entries, so a replay cut short never writes an
+    // entry twice. One row: the journal being replayed.
+    r#"
+    CREATE TABLE journal_replay (
+        journal TEXT PRIMARY KEY,
+        upto    INTEGER NOT NULL
+    );
+    "#,
 ];
