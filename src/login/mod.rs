@@ -198,7 +198,7 @@ impl AuthService {
         let count = match self.count_attempt(&ip, user.as_deref()).await {
             Ok(c) => c,
             Err(e) => {
-                warn!(login = %a.login, client = %ip, error = %e, "store fault while throttling a login: temporary failure");
+                warn!(login = %a.login, client = %ip, error = %e, "store fault during login (counting the attempt): temporary failure");
                 self.record(&a.login, a.remote_ip, Reason::Fault, None)
                     .await;
                 return Verdict::Fault(e.to_string());
