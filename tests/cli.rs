@@ -1346,3 +1346,160 @@ fn log_by_org_unknown_dkim_domain_and_permission_errors() {
         );
     }
 }
+
+/// Starts `postwarden run` with its auth socket on a free TCP port, with `config` added;
+/// returns the daemon and the port.
+fn start_tcp_daemon(pw: &Pw, name: &str, config: &str) -> (std::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = pw.dir.path().join(name);
+    write(
+        &cfg,
+        &format!("[auth]\nlisten = \"inet:127.0.0.1:{port}\"\n{config}"),
+    );
+    let child = pw
+        .cmd()
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "no TCP listener");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, port)
+}
+
+/// One PLAIN login over a fresh Dovecot-protocol connection from client address `rip`;
+/// returns the reply line.
+fn tcp_login(port: u16, user: &str, pass: &str, rip: &str) -> String {
+    use base64::Engine;
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    w.write_all(b"VERSION\t1\t0\nCPID\t4242\n").unwrap();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line.trim_end() == "DONE" {
+            break;
+        }
+    }
+    let resp = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
+    w.write_all(
+        format!("AUTH\t1\tPLAIN\tservice=smtp\trip={rip}\tsecured\tresp={resp}\n").as_bytes(),
+    )
+    .unwrap();
+    let mut reply = String::new();
+    r.read_line(&mut reply).unwrap();
+    reply.trim_end().to_string()
+}
+
+#[test]
+fn throttle_list_and_clear_and_the_block_outlives_a_restart() {
+    let pw = Pw::new();
+    pw.ok(&["org", "add", "acme"]);
+    let v = pw.json(&["credential", "new", "--org", "acme", "--label", "tcp"]);
+    let (user, pass) = (
+        v["username"].as_str().unwrap(),
+        v["password"].as_str().unwrap(),
+    );
+    let config = "[auth.throttle]\nblock_after = 2\n";
+    let (mut child, port) = start_tcp_daemon(&pw, "throttle.toml", config);
+    let fail = format!("FAIL\t1\tuser={user}");
+    assert_eq!(tcp_login(port, user, "guess-1", "192.0.2.5"), fail);
+    assert_eq!(tcp_login(port, user, "guess-2", "192.0.2.5"), fail);
+    // Past block_after: even the right password fails, unchecked.
+    assert_eq!(tcp_login(port, user, pass, "192.0.2.5"), fail);
+    stop(&mut child);
+
+    let list = pw.json(&[
+        "--config",
+        pw.dir.path().join("throttle.toml").to_str().unwrap(),
+        "throttle",
+        "list",
+    ]);
+    let rows = list.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{list}");
+    assert_eq!(rows[0]["kind"], "address");
+    assert_eq!(rows[0]["key"], "192.0.2.5");
+    assert_eq!(rows[0]["failures"], 3);
+    assert_eq!(rows[0]["blocked"], true);
+    assert!(rows[0]["window_end"].as_i64().unwrap() > 0);
+    // The blocked attempt was not counted against the username: it cost no check.
+    assert_eq!(rows[1]["kind"], "username");
+    assert_eq!(rows[1]["key"], user);
+    assert_eq!(rows[1]["failures"], 2);
+    assert_eq!(rows[1]["blocked"], false);
+    let table = pw.ok(&[
+        "--config",
+        pw.dir.path().join("throttle.toml").to_str().unwrap(),
+        "throttle",
+        "list",
+    ]);
+    assert!(table.starts_with("KIND"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("address") && l.contains("192.0.2.5") && l.ends_with("yes")),
+        "{table}"
+    );
+
+    // The block is in the store: a restarted daemon keeps it.
+    let (mut child, port) = start_tcp_daemon(&pw, "throttle.toml", config);
+    assert_eq!(tcp_login(port, user, pass, "192.0.2.5"), fail);
+
+    // Cleared by the administrator: the next login is checked again.
+    let out = pw.ok(&["throttle", "clear", "192.0.2.5"]);
+    assert!(out.contains("next login is checked again"), "{out}");
+    let err = pw.fails(1, &["throttle", "clear", "192.0.2.5"]);
+    assert!(err.contains("postwarden throttle list"), "{err}");
+    assert_eq!(
+        tcp_login(port, user, pass, "192.0.2.5"),
+        format!("OK\t1\tuser={user}")
+    );
+    // An IPv6 address clears its /64.
+    assert_eq!(tcp_login(port, user, "guess", "2001:db8:1:2::7"), fail);
+    let v = pw.json(&["throttle", "clear", "2001:db8:1:2::99"]);
+    assert_eq!(v["cleared"], "2001:db8:1:2::/64");
+    stop(&mut child);
+
+    let admin: Vec<String> = pw
+        .json(&["log", "--kind", "admin"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        admin.contains(&"throttle clear 192.0.2.5".to_string()),
+        "{admin:?}"
+    );
+    assert!(admin.contains(&"throttle clear 2001:db8:1:2::/64".to_string()));
+    let reasons: Vec<String> = pw
+        .json(&["log", "--kind", "auth"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "bad_password",
+            "bad_password",
+            "throttled",
+            "throttled",
+            "ok",
+            "bad_password"
+        ]
+    );
+}

@@ -5,6 +5,7 @@
 //! One file per noun, holding its clap arguments and its handlers:
 //! - `org`, `domain`, `account`, `credential`, `dkim`: the store's nouns;
 //! - `log` (with `--discovered`), `explain`, `dns_check`: reading what happened or would;
+//! - `throttle`: the login throttle's counters, listed and cleared;
 //! - `dmarc`: `dmarc report`, the DMARC aggregate reports (built in [`crate::reports`]);
 //! - `setup`: `init`, `check-config` and `postfix-setup`;
 //! - `context`: the configuration, the data directory and the store the commands open;
@@ -26,6 +27,7 @@ mod log;
 mod org;
 mod output;
 mod setup;
+mod throttle;
 
 pub use account::{AccountCmd, KindArg};
 pub use context::{config_path, ensure_data_dir, load_config, SYSTEM_CONFIG};
@@ -37,6 +39,7 @@ pub use explain::ExplainArgs;
 pub use log::{parse_since, KindFilter, LogArgs};
 pub use org::{OrgCmd, SenderCheckArg};
 pub use output::{CliError, CliResult};
+pub use throttle::ThrottleCmd;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -89,6 +92,9 @@ pub enum Command {
     /// SMTP AUTH credentials.
     #[command(subcommand)]
     Credential(CredentialCmd),
+    /// Login throttling: the counters per client address and per username; clear one.
+    #[command(subcommand)]
+    Throttle(ThrottleCmd),
     /// Show the log of auth attempts, mail decisions and admin changes.
     Log(LogArgs),
     /// Show how the submission milter would judge a message, without sending anything.
@@ -124,6 +130,7 @@ pub fn admin(cli: &Cli) -> CliResult {
         Command::Domain(cmd) => domain::run(&cfg, json, cmd),
         Command::Account(cmd) => account::run(&cfg, json, cmd),
         Command::Credential(cmd) => credential::run(&cfg, json, cmd),
+        Command::Throttle(cmd) => throttle::run(&cfg, json, cmd),
         Command::Log(args) => log::run(&cfg, json, args),
         Command::Explain(args) => explain::run(&cfg, json, args),
         Command::Dkim(cmd) => dkim::run(&cfg, json, cmd),

@@ -296,12 +296,14 @@ mod tests {
         assert_eq!(
             err("[auth.throttle]\ndelay = \"2s\"\nbogus = 1\n"),
             "test.toml: line 3, column 1: key `auth.throttle.bogus`: unknown field `bogus`, \
-             expected one of `window`, `free_failures`, `delay`, `max_delay`, `block_after`"
+             expected one of `window`, `free_failures`, `delay`, `max_delay`, `block_after`, \
+             `user_budget`, `known_address_ttl`"
         );
         assert_eq!(
             err("auth.throttle.nope = 1\n"),
             "test.toml: line 1, column 15: key `auth.throttle.nope`: unknown field `nope`, \
-             expected one of `window`, `free_failures`, `delay`, `max_delay`, `block_after`"
+             expected one of `window`, `free_failures`, `delay`, `max_delay`, `block_after`, \
+             `user_budget`, `known_address_ttl`"
         );
         assert!(err("[nope]\nx = 1\n")
             .starts_with("test.toml: line 1, column 2: key `nope`: unknown field `nope`"),);

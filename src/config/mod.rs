@@ -200,8 +200,15 @@ pub struct ThrottleConfig {
     pub delay: HumanDuration,
     /// The longest delay (at most 8s).
     pub max_delay: HumanDuration,
-    /// Failures from one client IP after which its attempts fail unchecked; 0: never.
+    /// Attempts from one client address per window whose password is checked; later
+    /// ones fail unchecked. 0: never.
     pub block_after: u32,
+    /// Attempts for one username per window, from addresses it has not logged in from,
+    /// whose password is checked; later ones from such addresses fail unchecked. 0: never.
+    pub user_budget: u32,
+    /// How long an address a username logged in from stays exempt from that username's
+    /// budget.
+    pub known_address_ttl: HumanDuration,
 }
 
 /// A configuration error, already phrased for the administrator.
@@ -264,6 +271,12 @@ impl Config {
         }
         if th.window.0.is_zero() {
             return err("auth.throttle.window", "must be longer than 0s".into());
+        }
+        if th.known_address_ttl.0 < Duration::from_secs(1) {
+            return err(
+                "auth.throttle.known_address_ttl",
+                "must be at least 1s (the real user's addresses keep logging in while their username is under attack)".into(),
+            );
         }
         if self.dns.timeout.0.is_zero() || self.dns.timeout.0 > Duration::from_secs(10) {
             return err(
@@ -565,6 +578,13 @@ mod tests {
             e,
             "test.toml: line 2: key `auth.throttle.max_delay`: must be at most 8s (Postfix answers 454 to everyone after 10s)"
         );
+        assert_eq!(cfg.auth.throttle.user_budget, 50);
+        assert_eq!(
+            cfg.auth.throttle.known_address_ttl.0,
+            Duration::from_secs(30 * 86_400)
+        );
+        let e = err("[auth.throttle]\nknown_address_ttl = \"0s\"\n");
+        assert!(e.contains("auth.throttle.known_address_ttl"), "{e}");
         let e = err("[auth.throttle]\nwindow = 5\n");
         assert!(
             e.contains("auth.throttle.window") && e.contains("line 2"),

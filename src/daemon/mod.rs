@@ -28,8 +28,14 @@ use systemd::Activated;
 /// How often old events are removed.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Removes events older than the configured retention ("0s" keeps them).
+/// Removes events older than the configured retention ("0s" keeps them), and throttle
+/// counters and known addresses whose time has ended.
 fn prune(cfg: &Config, pool: &Arc<Pool>) {
+    match pool.with(|s| s.throttle_prune(now())) {
+        Ok(0) => {}
+        Ok(n) => debug!(removed = n, "expired throttle entries removed"),
+        Err(e) => warn!(error = %e, "throttle pruning failed"),
+    }
     let retention = cfg.store.event_retention.0;
     if retention.is_zero() {
         return;

@@ -7,6 +7,10 @@
 //!   reply (no user enumeration);
 //! - a fault (store missing, unreadable, locked past its timeout) is `Verdict::Fault`: the
 //!   connection closes and Postfix answers 454, never 535;
+//! - every attempt is counted in the store before its password is checked, in one atomic
+//!   step with the decision to check it ([`throttle`]): at most `block_after` checks per
+//!   address and `user_budget` per username (from addresses it has not logged in from)
+//!   per window, however many connections ask at once; a store fault there is a fault;
 //! - every attempt is an `auth` event; every reply leaves well within Postfix's 10 s.
 
 use std::net::IpAddr;
@@ -23,30 +27,36 @@ pub mod throttle;
 
 use crate::config::Config;
 use crate::events::EventSink;
-use crate::model::{AuthReason as Reason, Event};
+use crate::model::{
+    now, AuthReason as Reason, Event, ThrottleAttempt, ThrottleCount, ThrottleRelease,
+};
 use crate::store::{Pool, Store, StoreError};
-use throttle::{Counter, Penalty};
+use throttle::{address_key, username_key, Block, Penalty};
 
 /// Every reply leaves within this time of the request, delays included (Postfix: 10 s).
 const REPLY_BUDGET: Duration = Duration::from_millis(8000);
 /// Longest wait for an argon2 slot before the attempt counts as a fault (454, retry later).
 const HASH_QUEUE_WAIT: Duration = Duration::from_secs(4);
-/// Keys each failure counter keeps at most.
-const MAX_TRACKED_KEYS: usize = 100_000;
 
 /// The verifier the auth socket serves.
 pub struct AuthService {
     cfg: Arc<Config>,
     store: Arc<Pool>,
     penalty: Penalty,
-    failures_by_ip: Counter,
-    failures_by_user: Counter,
+    /// The throttle window and how long an address stays known, in whole seconds.
+    window_secs: i64,
+    known_ttl_secs: i64,
     hash_slots: Semaphore,
     /// Verified against when the username is unknown, so that costs the same work.
     dummy_hash: String,
     /// argon2 verifications run so far (shows that every checked attempt costs one).
     verifications: Arc<AtomicU64>,
     events: Arc<EventSink>,
+}
+
+/// Whole seconds of a duration, rounded up (at least 1).
+fn ceil_secs(d: Duration) -> i64 {
+    (d.as_millis().div_ceil(1000).max(1)).min(i64::MAX as u128) as i64
 }
 
 /// What the store said about an attempt.
@@ -62,12 +72,7 @@ impl AuthService {
         events: Arc<EventSink>,
     ) -> anyhow::Result<AuthService> {
         let th = &cfg.auth.throttle;
-        let penalty = Penalty {
-            free_failures: th.free_failures,
-            delay: th.delay.0,
-            max_delay: th.max_delay.0,
-            block_after: th.block_after,
-        };
+        let penalty = Penalty::new(th);
         let slots = match cfg.auth.max_parallel_hashes {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n as usize,
@@ -76,8 +81,8 @@ impl AuthService {
             credential::hash_password(&credential::generate_password(), &cfg.password_hash)
                 .map_err(anyhow::Error::msg)?;
         Ok(AuthService {
-            failures_by_ip: Counter::new(th.window.0, MAX_TRACKED_KEYS),
-            failures_by_user: Counter::new(th.window.0, MAX_TRACKED_KEYS),
+            window_secs: ceil_secs(th.window.0),
+            known_ttl_secs: ceil_secs(th.known_address_ttl.0),
             penalty,
             hash_slots: Semaphore::new(slots),
             dummy_hash,
@@ -88,22 +93,49 @@ impl AuthService {
         })
     }
 
-    /// The throttling key of a client address: the address for IPv4, its /64 for IPv6
-    /// (one host usually holds a whole /64, and could otherwise rotate through it).
-    fn ip_key(ip: Option<IpAddr>) -> String {
-        match ip {
-            None => "unknown".to_string(),
-            Some(IpAddr::V4(v4)) => v4.to_string(),
-            Some(IpAddr::V6(v6)) => {
-                let s = v6.segments();
-                let prefix = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
-                format!("{prefix}/64")
-            }
+    /// Counts an attempt in the store before anything is checked (blocking on the pool).
+    async fn count_attempt(
+        &self,
+        address: &str,
+        username: Option<&str>,
+    ) -> Result<ThrottleCount, StoreError> {
+        let (address, username) = (address.to_string(), username.map(str::to_string));
+        let (window, address_limit) = (self.window_secs, self.penalty.block_after);
+        self.store
+            .run(move |store| {
+                store.throttle_attempt(&ThrottleAttempt {
+                    address: &address,
+                    username: username.as_deref(),
+                    now: now(),
+                    window,
+                    address_limit,
+                })
+            })
+            .await
+    }
+
+    /// Gives back an attempt's counts when its password was never checked (best effort:
+    /// keeping them only errs on the strict side).
+    async fn release_unchecked(&self, address: &str, username: Option<&str>) {
+        let (address, username) = (address.to_string(), username.map(str::to_string));
+        let released = self
+            .store
+            .run(move |store| {
+                store.throttle_release(&ThrottleRelease {
+                    address: &address,
+                    username: username.as_deref(),
+                    known: None,
+                })
+            })
+            .await;
+        if let Err(e) = released {
+            warn!(error = %e, "could not give back an unchecked attempt's throttle count");
         }
     }
 
     /// Looks the login up and checks the password (blocking: store and argon2). A success
-    /// also records the credential's last use.
+    /// also records the credential's last use, gives back the attempt's throttle counts
+    /// and remembers the address as known for the username: `release`.
     fn check(
         store: &mut dyn Store,
         dummy: &str,
@@ -111,6 +143,7 @@ impl AuthService {
         login: &str,
         password: &str,
         ip: Option<&str>,
+        release: &ThrottleRelease,
     ) -> Result<Checked, StoreError> {
         let record = store.login_record(login)?;
         let hash = record.as_ref().map_or(dummy, |r| r.hash.as_str());
@@ -127,6 +160,7 @@ impl AuthService {
             (true, true) => Reason::Revoked,
             (true, false) => {
                 store.credential_used(record.credential_id, ip)?;
+                store.throttle_release(release)?;
                 Reason::Ok
             }
         };
@@ -141,17 +175,6 @@ impl AuthService {
         self.events.write(Event::auth(login, ip, reason, org)).await;
     }
 
-    /// Counts a failure and returns how long to hold the FAIL.
-    fn fail_delay(&self, ip: &str, login: &str) -> Duration {
-        let by_ip = self.failures_by_ip.hit(ip);
-        let by_user = if login.is_empty() {
-            0
-        } else {
-            self.failures_by_user.hit(login)
-        };
-        self.penalty.delay_for(by_ip.max(by_user))
-    }
-
     /// Holds a FAIL for `delay`, but never past the reply budget counted from `started`.
     async fn hold(started: Instant, delay: Duration) {
         tokio::time::sleep(delay.min(REPLY_BUDGET.saturating_sub(started.elapsed()))).await;
@@ -159,7 +182,7 @@ impl AuthService {
 
     async fn decide(&self, a: &Attempt) -> Verdict {
         let started = Instant::now();
-        let ip = Self::ip_key(a.remote_ip);
+        let ip = address_key(a.remote_ip);
         let fail = Verdict::Fail { reason: None };
 
         if !a.secured && !self.cfg.auth.allow_plaintext {
@@ -169,19 +192,40 @@ impl AuthService {
             return fail;
         }
 
-        if self.penalty.blocked(self.failures_by_ip.count(&ip)) {
-            let delay = self.fail_delay(&ip, &a.login);
-            info!(login = %a.login, client = %ip, "login refused unchecked: too many failures from this address");
+        // Counted before anything is checked, in one atomic step: concurrent attempts
+        // each get their own count, so no more than the limits reach argon2.
+        let user = (!a.login.is_empty()).then(|| username_key(&a.login).to_string());
+        let count = match self.count_attempt(&ip, user.as_deref()).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(login = %a.login, client = %ip, error = %e, "store fault during login (counting the attempt): temporary failure");
+                self.record(&a.login, a.remote_ip, Reason::Fault, None)
+                    .await;
+                return Verdict::Fault(e.to_string());
+            }
+        };
+        let delay = self.penalty.delay_after(&count);
+        if let Some(block) = self.penalty.block(&count) {
+            let why = match block {
+                Block::Address => "too many attempts from this address",
+                Block::Username => {
+                    "too many attempts for this username from addresses it has not logged in from"
+                }
+            };
+            info!(login = %a.login, client = %ip, delay_ms = delay.as_millis() as u64, "login refused unchecked: {why}");
             self.record(&a.login, a.remote_ip, Reason::Throttled, None)
                 .await;
             Self::hold(started, delay).await;
             return fail;
         }
+        // The username's count, when this attempt is in it (not from a known address).
+        let counted_user = user.filter(|_| count.username.is_some());
 
         let permit = match tokio::time::timeout(HASH_QUEUE_WAIT, self.hash_slots.acquire()).await {
             Ok(Ok(p)) => p,
             _ => {
                 warn!(login = %a.login, client = %ip, "too many logins at once: temporary failure");
+                self.release_unchecked(&ip, counted_user.as_deref()).await;
                 self.record(&a.login, a.remote_ip, Reason::Fault, None)
                     .await;
                 return Verdict::Fault("password checks saturated".into());
@@ -190,17 +234,24 @@ impl AuthService {
         let (dummy, login, password) =
             (self.dummy_hash.clone(), a.login.clone(), a.password.clone());
         let ip_for_store = a.remote_ip.map(|i| i.to_string());
-        let count = Arc::clone(&self.verifications);
+        let verifications = Arc::clone(&self.verifications);
+        let (address, known_until) = (ip.clone(), now() + self.known_ttl_secs);
         let checked = self
             .store
             .run(move |store| {
+                let release = ThrottleRelease {
+                    address: &address,
+                    username: counted_user.as_deref(),
+                    known: Some((username_key(&login), known_until)),
+                };
                 Self::check(
                     store,
                     &dummy,
-                    &count,
+                    &verifications,
                     &login,
                     &password,
                     ip_for_store.as_deref(),
+                    &release,
                 )
             })
             .await;
@@ -217,7 +268,6 @@ impl AuthService {
         };
 
         if checked.reason == Reason::Ok {
-            self.failures_by_user.clear(&a.login);
             info!(login = %a.login, client = %ip, org = checked.organization.as_deref().unwrap_or(""), "login ok");
             self.record(&a.login, a.remote_ip, Reason::Ok, checked.organization)
                 .await;
@@ -225,7 +275,6 @@ impl AuthService {
                 user: a.login.clone(),
             };
         }
-        let delay = self.fail_delay(&ip, &a.login);
         info!(
             login = %a.login,
             client = %ip,
@@ -250,12 +299,33 @@ impl Verifier for AuthService {
             Refusal::AuthzidMismatch => Reason::AuthzidMismatch,
             _ => Reason::Malformed,
         };
-        let ip = Self::ip_key(attempt.remote_ip);
-        self.failures_by_ip.hit(&ip);
-        if !attempt.login.is_empty() {
-            self.failures_by_user.hit(&attempt.login);
-        }
+        let ip = address_key(attempt.remote_ip);
         debug!(login = %attempt.login, client = %ip, why = %why, "login refused by the protocol");
+        // Counted against the address like any failure (no password was checked, so not
+        // against the username's budget); this reply does not wait for it.
+        let (store, window, address_limit) = (
+            Arc::clone(&self.store),
+            self.window_secs,
+            self.penalty.block_after,
+        );
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let counted = store
+                    .run(move |s| {
+                        s.throttle_attempt(&ThrottleAttempt {
+                            address: &ip,
+                            username: None,
+                            now: now(),
+                            window,
+                            address_limit,
+                        })
+                    })
+                    .await;
+                if let Err(e) = counted {
+                    warn!(error = %e, "could not count a protocol refusal for throttling");
+                }
+            });
+        }
         self.events
             .spawn_write(Event::auth(&attempt.login, attempt.remote_ip, reason, None));
     }
@@ -324,7 +394,11 @@ mod tests {
     }
 
     fn reasons(f: &Fixture) -> Vec<String> {
-        let store = Store::open_existing(&f.cfg.store_path(), Duration::from_secs(1)).unwrap();
+        reasons_in(&f.cfg)
+    }
+
+    fn reasons_in(cfg: &Config) -> Vec<String> {
+        let store = Store::open_existing(&cfg.store_path(), Duration::from_secs(1)).unwrap();
         store
             .events(&EventFilter {
                 kind: Some(EventKind::Auth),
@@ -333,6 +407,17 @@ mod tests {
             .unwrap()
             .into_iter()
             .map(|e| e.reason.unwrap())
+            .collect()
+    }
+
+    /// The store's live throttle counters, by (kind, key).
+    fn counts(f: &Fixture) -> std::collections::HashMap<(&'static str, String), u32> {
+        let store = Store::open_existing(&f.cfg.store_path(), Duration::from_secs(1)).unwrap();
+        store
+            .throttle_list(now())
+            .unwrap()
+            .into_iter()
+            .map(|e| ((e.kind.as_str(), e.key), e.failures))
             .collect()
     }
 
@@ -432,7 +517,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failures_are_delayed_then_blocked_and_success_clears_the_user() {
+    async fn failures_are_delayed_then_blocked_and_a_success_gives_back_only_its_count() {
         let f = fixture("");
         let mut took = Vec::new();
         for _ in 0..5 {
@@ -462,7 +547,7 @@ mod tests {
             "a blocked attempt spent argon2 work"
         );
         assert_eq!(reasons(&f).last().unwrap(), "throttled");
-        // Another IP gets in; that success clears the username's count.
+        // Another IP gets in; that success gives back its own count only.
         let v = f
             .service
             .verify(&attempt(&f.user, &f.pass, "192.0.2.10", true))
@@ -473,8 +558,10 @@ mod tests {
                 user: f.user.clone()
             }
         );
-        assert_eq!(f.service.failures_by_user.count(&f.user), 0);
-        assert!(f.service.failures_by_ip.count("192.0.2.9") >= 5);
+        let c = counts(&f);
+        assert_eq!(c.get(&("address", "192.0.2.9".into())), Some(&6));
+        assert_eq!(c.get(&("username", f.user.clone())), Some(&5));
+        assert_eq!(c.get(&("address", "192.0.2.10".into())), None);
     }
 
     #[tokio::test]
@@ -517,7 +604,7 @@ mod tests {
         f.service.refused(&a, Refusal::AuthzidMismatch);
         f.service
             .refused(&attempt("", "", "192.0.2.3", true), Refusal::InvalidBase64);
-        assert_eq!(f.service.failures_by_ip.count("192.0.2.3"), 2);
+        wait_until(|| counts(&f).get(&("address", "192.0.2.3".into())) == Some(&2)).await;
         wait_until(|| reasons(&f).len() == 2).await;
         assert_eq!(reasons(&f), ["authzid_mismatch", "malformed"]);
     }
@@ -535,7 +622,10 @@ mod tests {
                 FAIL
             );
         }
-        assert_eq!(f.service.failures_by_ip.count("2001:db8:1:2::/64"), 5);
+        assert_eq!(
+            counts(&f).get(&("address", "2001:db8:1:2::/64".into())),
+            Some(&5)
+        );
         let v = f
             .service
             .verify(&attempt(&f.user, &f.pass, "2001:db8:1:2::99", true))
@@ -553,6 +643,128 @@ mod tests {
                 user: f.user.clone()
             }
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_attempts_from_one_address_get_at_most_block_after_checks() {
+        let f = fixture("");
+        let (cfg, user, service) = (f.cfg.clone(), f.user.clone(), Arc::new(f.service));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..100 {
+            let (service, user) = (Arc::clone(&service), user.clone());
+            tasks.spawn(async move {
+                service
+                    .verify(&attempt(&user, &format!("guess-{i}"), "203.0.113.7", true))
+                    .await
+            });
+        }
+        while let Some(v) = tasks.join_next().await {
+            assert_eq!(v.unwrap(), FAIL);
+        }
+        let checked = service.verifications.load(Ordering::Relaxed);
+        assert!(
+            checked <= u64::from(cfg.auth.throttle.block_after),
+            "{checked} argon2 checks for block_after = {}",
+            cfg.auth.throttle.block_after
+        );
+        assert_eq!(checked, 5, "the first five were checked");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn one_username_from_many_addresses_is_bounded_but_its_known_address_logs_in() {
+        let f = fixture(
+            "user_budget = 3
+",
+        );
+        // The real user logs in from their usual address: it becomes known.
+        let ok = Verdict::Ok {
+            user: f.user.clone(),
+        };
+        assert_eq!(
+            f.service
+                .verify(&attempt(&f.user, &f.pass, "192.0.2.50", true))
+                .await,
+            ok
+        );
+        let before = f.service.verifications.load(Ordering::Relaxed);
+        let (user, service) = (f.user.clone(), Arc::new(f.service));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..60 {
+            let (service, user) = (Arc::clone(&service), user.clone());
+            tasks.spawn(async move {
+                let ip = format!("198.51.{}.{}", 100 + i / 200, 1 + i % 200);
+                service
+                    .verify(&attempt(&user, &format!("guess-{i}"), &ip, true))
+                    .await
+            });
+        }
+        while let Some(v) = tasks.join_next().await {
+            assert_eq!(v.unwrap(), FAIL);
+        }
+        let checked = service.verifications.load(Ordering::Relaxed) - before;
+        assert!(checked <= 3, "{checked} argon2 checks for user_budget = 3");
+        assert_eq!(checked, 3);
+        let throttled = reasons_in(&f.cfg)
+            .iter()
+            .filter(|r| *r == "throttled")
+            .count();
+        assert_eq!(throttled, 57);
+        // The real user's known address keeps its normal path, with the right password...
+        assert_eq!(
+            service
+                .verify(&attempt(&user, &f.pass, "192.0.2.50", true))
+                .await,
+            ok
+        );
+        // ... and a wrong one is still checked (and failed) there.
+        let before = service.verifications.load(Ordering::Relaxed);
+        assert_eq!(
+            service
+                .verify(&attempt(&user, "typo", "192.0.2.50", true))
+                .await,
+            FAIL
+        );
+        assert_eq!(service.verifications.load(Ordering::Relaxed), before + 1);
+        // A new address gets no check until the window passes, even with the password.
+        assert_eq!(
+            service
+                .verify(&attempt(&user, &f.pass, "192.0.2.51", true))
+                .await,
+            FAIL
+        );
+        assert_eq!(service.verifications.load(Ordering::Relaxed), before + 1);
+        // Other usernames are not affected.
+        assert_eq!(
+            service
+                .verify(&attempt("acme-ghost", "x", "198.51.100.1", true))
+                .await,
+            FAIL
+        );
+        assert_eq!(service.verifications.load(Ordering::Relaxed), before + 2);
+    }
+
+    #[tokio::test]
+    async fn the_block_survives_a_restart() {
+        let f = fixture("");
+        for i in 0..5 {
+            f.service
+                .verify(&attempt(&f.user, &format!("guess-{i}"), "192.0.2.77", true))
+                .await;
+        }
+        // A new service over the same store: the daemon restarted, or another front end.
+        let restarted = AuthService::new(
+            Arc::clone(&f.cfg),
+            Pool::new(&f.cfg),
+            EventSink::new(Pool::new(&f.cfg)),
+        )
+        .unwrap();
+        assert_eq!(
+            restarted
+                .verify(&attempt(&f.user, &f.pass, "192.0.2.77", true))
+                .await,
+            FAIL
+        );
+        assert_eq!(restarted.verifications.load(Ordering::Relaxed), 0);
     }
 
     async fn wait_until(mut cond: impl FnMut() -> bool) {

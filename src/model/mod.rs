@@ -5,6 +5,7 @@
 mod decision;
 mod dmarc;
 mod event;
+mod throttle;
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,6 +17,7 @@ pub use dmarc::{
     DkimAuth, DmarcRow, PolicyOverride, PublishedTags, ReportUri, SentReport, SpfAuth,
 };
 pub use event::{AuthReason, Event, EventFilter, EventKind};
+pub use throttle::{ThrottleAttempt, ThrottleCount, ThrottleEntry, ThrottleKind, ThrottleRelease};
 
 /// An enum with one fixed string form per variant: `as_str`, `parse`, `Display`,
 /// `FromStr` and `Serialize` all use it, so the store, the logs and `--json` agree.

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::model::{
     Account, AccountKind, Credential, Discovered, DkimAlgorithm, DkimKeyInfo, DmarcRow, Domain,
     Event, EventFilter, LoginFacts, LoginRecord, Organization, SenderCheck, SentReport, SigningKey,
+    ThrottleAttempt, ThrottleCount, ThrottleEntry, ThrottleRelease,
 };
 
 pub use pool::{Pool, Pooled};
@@ -174,9 +175,43 @@ pub trait DmarcResults {
     fn record_dmarc_report(&mut self, report: &SentReport) -> Result<()>;
 }
 
+/// Login throttling (brute-force protection): attempts per client address and per
+/// username over a window, and the addresses each username logged in from. Kept in the
+/// store so that it survives restarts and every front end sharing the store counts
+/// together. Runs on every login attempt: each method is one transaction of one or two
+/// statements on primary keys.
+pub trait Throttle {
+    /// Counts an attempt before its password is checked, in one atomic step: the
+    /// address's counter, then (unless the address is past `address_limit`, or known for
+    /// the username) the username's. Concurrent attempts each see a different count, so
+    /// a limit on the counts bounds the password checks exactly. A counter past its
+    /// window starts again at 1.
+    fn throttle_attempt(&mut self, attempt: &ThrottleAttempt) -> Result<ThrottleCount>;
+    /// Gives back what [`throttle_attempt`](Self::throttle_attempt) counted for an attempt
+    /// whose password was right or was never checked; after a successful login, also
+    /// remembers the address as known for the username.
+    fn throttle_release(&mut self, release: &ThrottleRelease) -> Result<()>;
+    /// The counters with failures whose window has not ended at `now`, busiest first.
+    fn throttle_list(&self, now: i64) -> Result<Vec<ThrottleEntry>>;
+    /// Forgets the counters of `key` (an address key or a username); returns how many
+    /// went. Refused when there are none. An admin change.
+    fn throttle_clear(&mut self, key: &str) -> Result<usize>;
+    /// Deletes counters and known addresses that ended before `now`; returns how many.
+    fn throttle_prune(&mut self, now: i64) -> Result<usize>;
+}
+
 /// One open store: every concern, plus what the pool and `init` ask about the handle.
 pub trait Store:
-    Organizations + Domains + Accounts + Credentials + Senders + Keys + Journal + DmarcResults + Send
+    Organizations
+    + Domains
+    + Accounts
+    + Credentials
+    + Senders
+    + Keys
+    + Journal
+    + DmarcResults
+    + Throttle
+    + Send
 {
     /// Where the store is, for messages (a path, or a database URL without secrets).
     fn location(&self) -> String;
@@ -191,6 +226,7 @@ pub trait Store:
 pub mod prelude {
     pub use super::{
         Accounts, Credentials, DmarcResults, Domains, Journal, Keys, Organizations, Senders, Store,
+        Throttle,
     };
 }
 

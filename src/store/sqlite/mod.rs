@@ -12,6 +12,7 @@ mod keys;
 mod organizations;
 mod schema;
 mod senders;
+mod throttle;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

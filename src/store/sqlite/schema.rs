@@ -129,4 +129,24 @@ pub const MIGRATIONS: &[&str] = &[
         upto    INTEGER NOT NULL
     );
     "#,
+    // 6: login throttling, shared by every front end on the store. throttle: attempts per
+    // client address (kind 'address': IPv4, or an IPv6 /64) and per username, until
+    // `expires` (Unix seconds; every attempt moves it on). throttle_known: addresses a
+    // username logged in from, which its per-username budget does not hold back. Expired
+    // rows are pruned by the daemon; the hot path only uses the primary keys.
+    r#"
+    CREATE TABLE throttle (
+        kind     TEXT NOT NULL CHECK (kind IN ('address', 'username')),
+        key      TEXT NOT NULL,
+        failures INTEGER NOT NULL CHECK (failures >= 0),
+        expires  INTEGER NOT NULL,
+        PRIMARY KEY (kind, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE throttle_known (
+        username TEXT NOT NULL,
+        address  TEXT NOT NULL,
+        expires  INTEGER NOT NULL,
+        PRIMARY KEY (username, address)
+    ) WITHOUT ROWID;
+    "#,
 ];

@@ -553,3 +553,117 @@ fn a_dmarc_result_outside_the_schema_is_refused() {
     assert!(s.record_dmarc(&[r]).is_err());
     assert_eq!(s.dmarc_rows(0, 10).unwrap(), []);
 }
+
+fn attempt<'a>(address: &'a str, username: Option<&'a str>, now: i64) -> ThrottleAttempt<'a> {
+    ThrottleAttempt {
+        address,
+        username,
+        now,
+        window: 60,
+        address_limit: 3,
+    }
+}
+
+#[test]
+fn throttle_counts_atomically_forgets_after_the_window_and_knows_addresses() {
+    let (_d, mut s) = temp_store();
+    let t = 1_000_000;
+    let count = |address, username, known| ThrottleCount {
+        address,
+        username,
+        known,
+    };
+    assert_eq!(
+        s.throttle_attempt(&attempt("192.0.2.1", Some("alice"), t))
+            .unwrap(),
+        count(1, Some(1), false)
+    );
+    assert_eq!(
+        s.throttle_attempt(&attempt("192.0.2.1", Some("alice"), t + 10))
+            .unwrap(),
+        count(2, Some(2), false)
+    );
+    // A success gives back its attempt and makes the address known for the username.
+    s.throttle_release(&ThrottleRelease {
+        address: "192.0.2.1",
+        username: Some("alice"),
+        known: Some(("alice", t + 1000)),
+    })
+    .unwrap();
+    assert_eq!(
+        s.throttle_attempt(&attempt("192.0.2.1", Some("alice"), t + 20))
+            .unwrap(),
+        count(2, None, true),
+        "a known address is not counted against the username"
+    );
+    assert_eq!(
+        s.throttle_attempt(&attempt("192.0.2.9", Some("alice"), t + 20))
+            .unwrap(),
+        count(1, Some(2), false)
+    );
+    // Past the address limit (3), the username is not counted.
+    s.throttle_attempt(&attempt("192.0.2.1", Some("bob"), t + 20))
+        .unwrap();
+    assert_eq!(
+        s.throttle_attempt(&attempt("192.0.2.1", Some("bob"), t + 20))
+            .unwrap(),
+        count(4, None, false)
+    );
+    let list = s.throttle_list(t + 20).unwrap();
+    let rows: Vec<(String, String, u32, i64)> = list
+        .iter()
+        .map(|e| (e.kind.to_string(), e.key.clone(), e.failures, e.window_end))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("address".into(), "192.0.2.1".into(), 4, t + 80),
+            ("username".into(), "alice".into(), 2, t + 80),
+            ("address".into(), "192.0.2.9".into(), 1, t + 80),
+            ("username".into(), "bob".into(), 1, t + 80),
+        ]
+    );
+    // A window after the last attempt, the counter starts again; the known address too
+    // ends with its time.
+    assert_eq!(
+        s.throttle_attempt(&attempt("192.0.2.1", Some("alice"), t + 80))
+            .unwrap(),
+        count(1, None, true)
+    );
+    assert!(s.throttle_list(t + 200).unwrap().is_empty());
+    assert_eq!(
+        s.throttle_attempt(&attempt("192.0.2.1", Some("alice"), t + 1000))
+            .unwrap(),
+        count(1, Some(1), false)
+    );
+    // Pruning removes what has ended: the counters of 192.0.2.9 and bob, and the known
+    // address.
+    assert_eq!(s.throttle_prune(t + 1000).unwrap(), 2 + 1);
+    assert_eq!(s.throttle_list(t + 1000).unwrap().len(), 2);
+}
+
+#[test]
+fn throttle_clear_is_an_admin_change_and_says_what_to_do_when_nothing_matches() {
+    let (_d, mut s) = temp_store();
+    let t = now();
+    for _ in 0..2 {
+        s.throttle_attempt(&attempt("192.0.2.1", Some("alice"), t))
+            .unwrap();
+    }
+    assert_eq!(s.throttle_clear("alice").unwrap(), 1);
+    assert_eq!(s.throttle_list(t).unwrap().len(), 1);
+    let err = refused_msg(s.throttle_clear("alice"));
+    assert!(err.contains("postwarden throttle list"), "{err}");
+    assert_eq!(s.throttle_clear("192.0.2.1").unwrap(), 1);
+    assert!(s.throttle_list(t).unwrap().is_empty());
+    let admin: Vec<String> = s
+        .events(&EventFilter {
+            kind: Some(EventKind::Admin),
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert_eq!(admin, ["throttle clear alice", "throttle clear 192.0.2.1"]);
+}
