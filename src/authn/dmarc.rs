@@ -427,7 +427,7 @@ fn pct_tag(record: &str) -> u8 {
 
 /// The first `List-Id` field's value (RFC 2919) in the message's header, unfolded,
 /// without control characters and at most 200 characters; `None` without one.
-pub(super) fn list_id(message: &[u8]) -> Option<String> {
+pub(crate) fn list_id(message: &[u8]) -> Option<String> {
     let head_end = message
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
