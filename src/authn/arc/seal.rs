@@ -319,15 +319,26 @@ fn split_message(message: &[u8]) -> (&[u8], &[u8]) {
 fn header_fields(header: &[u8]) -> Vec<(String, String)> {
     let text = String::from_utf8_lossy(header);
     let mut fields: Vec<(String, String)> = Vec::new();
+    // Whether the last line started a field (its continuation lines belong to it).
+    let mut in_field = false;
     for line in text.split('\n') {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.starts_with([' ', '\t']) {
-            if let Some((_, value)) = fields.last_mut() {
+            if let (true, Some((_, value))) = (in_field, fields.last_mut()) {
                 value.push_str("\r\n");
                 value.push_str(line);
             }
-        } else if let Some((name, value)) = line.split_once(':') {
-            fields.push((name.trim_end().to_string(), value.to_string()));
+            continue;
+        }
+        in_field = false;
+        if let Some((name, value)) = line.split_once(':') {
+            // RFC 5322 field names are printable ASCII: a name with a CR or a space inside
+            // would end up inside a signed line. A line without a valid name is no field.
+            let name = name.trim_end_matches([' ', '\t']);
+            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic()) {
+                fields.push((name.to_string(), value.to_string()));
+                in_field = true;
+            }
         }
     }
     fields
@@ -432,4 +443,26 @@ fn fold_b64(b64: &str) -> String {
         .map(|c| std::str::from_utf8(c).unwrap_or_default())
         .collect::<Vec<_>>()
         .join("\n\t")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing (mail-parsing): a "List-" name holding CRs went, CRs and all, into
+    /// the relaxed form of a signed field.
+    #[test]
+    fn fields_with_invalid_names_are_not_fields() {
+        let fields = header_fields(
+            b"Subject: a\r\nList-I<x\r\r\rSu: y\r\n\tcont\r\nBad name: z\r\n\tmore\r\nTo: t\r\n",
+        );
+        let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["Subject", "To"]);
+        assert_eq!(fields[0].1, " a");
+        fuzz_header_handling(
+            b"Fro\n\xbfARC-Message-Signature: i=2; x\nList-I<x\r\r\rSu: x@y\n\r\r",
+        );
+        // Whitespace before the colon is still allowed (and dropped).
+        assert_eq!(header_fields(b"List-Id \t: <l>\r\n")[0].0, "List-Id");
+    }
 }
