@@ -237,7 +237,8 @@ fn install_panic_hook() {
             };
             let mut m = PANIC_MESSAGE.lock().unwrap_or_else(|p| p.into_inner());
             if !PANICKED.swap(true, Ordering::SeqCst) {
-                *m = format!("{info}{backtrace}");
+                // One line (message and location), then the backtrace if asked for.
+                *m = format!("{}{backtrace}", info.to_string().replace('\n', " "));
             }
         }));
     });
@@ -467,10 +468,15 @@ pub fn run(target: &Target, opts: &Options) -> Report {
 
         if let Some(c) = counters() {
             let mut new = false;
-            for (i, &count) in c.iter().enumerate() {
-                if count != 0 {
+            // Eight counters at a time: most are zero.
+            for (chunk_no, chunk) in c.chunks(8).enumerate() {
+                if chunk.len() == 8 && u64::from_ne_bytes(chunk.try_into().unwrap()) == 0 {
+                    continue;
+                }
+                for (j, &count) in chunk.iter().enumerate() {
+                    let i = chunk_no * 8 + j;
                     let b = bucket(count);
-                    if seen[i] & b == 0 {
+                    if b != 0 && seen[i] & b == 0 {
                         if seen[i] == 0 {
                             edges += 1;
                         }

@@ -6,7 +6,7 @@
 //! Input format, so that mutations keep the framing: records of `command (1 byte)`,
 //! `length (2 bytes, big-endian, cut to what is left)`, `payload`; each is sent as the
 //! milter packet `length + 1 (4 bytes) command payload`, after an option negotiation
-//! (version 6, every action, no protocol flags) that every session starts with.
+//! (version 6, every action and protocol option, as Postfix offers) that every session starts with.
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -180,7 +180,9 @@ pub fn packets(data: &[u8]) -> Vec<u8> {
     let mut optneg = Vec::new();
     optneg.extend_from_slice(&6u32.to_be_bytes());
     optneg.extend_from_slice(&0x1ffu32.to_be_bytes());
-    optneg.extend_from_slice(&0u32.to_be_bytes());
+    // What Postfix 3 offers: every protocol option (skipping steps, no replies, leading
+    // space of header values); the milters pick theirs.
+    optneg.extend_from_slice(&0x001f_ffffu32.to_be_bytes());
     push(b'O', &optneg);
     let mut rest = data;
     while let Some((&cmd, tail)) = rest.split_first() {
