@@ -74,7 +74,7 @@ impl Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -85,7 +85,7 @@ impl Rng {
 
     /// Uniform in `0..n` (`n > 0`).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
 
     pub fn chance(&mut self, one_in: usize) -> bool {
@@ -122,7 +122,7 @@ pub fn mutate(
             1 if len > 0 => {
                 let i = rng.below(len);
                 data[i] = if rng.chance(2) {
-                    rng.next() as u8
+                    rng.next_u64() as u8
                 } else {
                     INTERESTING[rng.below(INTERESTING.len())]
                 };
@@ -151,7 +151,7 @@ pub fn mutate(
                     let b = INTERESTING[rng.below(INTERESTING.len())];
                     vec![b; n]
                 } else {
-                    (0..n).map(|_| rng.next() as u8).collect()
+                    (0..n).map(|_| rng.next_u64() as u8).collect()
                 };
                 data.splice(at..at, fill);
             }
@@ -200,7 +200,7 @@ pub fn mutate(
                     data.splice(at..at, line);
                 }
             }
-            _ => data.push(rng.next() as u8),
+            _ => data.push(rng.next_u64() as u8),
         }
         if data.len() > max_len {
             data.truncate(max_len);
