@@ -21,6 +21,8 @@ pub mod config;
 pub mod daemon;
 pub mod dkim;
 pub mod events;
+#[cfg(any(test, feature = "fuzz"))]
+pub mod fuzz;
 pub mod logging;
 pub mod login;
 pub mod milter;

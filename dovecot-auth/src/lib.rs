@@ -104,6 +104,8 @@
 mod config;
 mod error;
 mod escape;
+#[cfg(any(test, feature = "fuzz"))]
+pub mod fuzz;
 mod line;
 mod mech;
 mod parse;

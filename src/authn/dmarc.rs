@@ -427,7 +427,7 @@ fn pct_tag(record: &str) -> u8 {
 
 /// The first `List-Id` field's value (RFC 2919) in the message's header, unfolded,
 /// without control characters and at most 200 characters; `None` without one.
-pub(super) fn list_id(message: &[u8]) -> Option<String> {
+pub(crate) fn list_id(message: &[u8]) -> Option<String> {
     let head_end = message
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -456,7 +456,9 @@ pub(super) fn list_id(message: &[u8]) -> Option<String> {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    (!clean.is_empty()).then(|| clean.chars().take(200).collect())
+    // Cut at 200 characters, and not after a space the cut left at the end.
+    let cut: String = clean.chars().take(200).collect();
+    (!clean.is_empty()).then(|| cut.trim_end().to_string())
 }
 
 /// The distinct From domains (lower-case), in order of appearance.
@@ -599,6 +601,9 @@ mod tests {
             Some("Users <users.lists.example>".into())
         );
         assert_eq!(list_id(b"From: a@b.example\n\nList-Id: <x>\n"), None);
+        // Found by fuzzing (mail-parsing): the 200-character cut left a trailing space.
+        let long = format!("List-Id: {} b\r\n\r\n", "a".repeat(199));
+        assert_eq!(list_id(long.as_bytes()), Some("a".repeat(199)));
         assert_eq!(
             list_id(b"list-id:\x1b[31m <x>\r\n\r\n"),
             Some("[31m <x>".into())

@@ -215,7 +215,7 @@ impl Checked {
 }
 
 /// Trims whitespace and one pair of angle brackets; `<>` becomes empty.
-pub(super) fn normalize_mail_from(raw: &str) -> String {
+pub(crate) fn normalize_mail_from(raw: &str) -> String {
     let t = raw.trim();
     let t = t
         .strip_prefix('<')
