@@ -321,15 +321,7 @@ mod tests {
 
     #[test]
     fn events_survive_a_missing_store_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = Arc::new(
-            Config::parse(
-                &format!("data_dir = {:?}\n", dir.path().display().to_string()),
-                "t",
-            )
-            .unwrap(),
-        );
-        drop(Store::open(&cfg.store_path(), Duration::from_secs(1), "t").unwrap());
+        let (dir, cfg) = setup();
         let sink = EventSink::new(Pool::new(&cfg));
         let aside = dir.path().join("aside.db");
         std::fs::rename(cfg.store_path(), &aside).unwrap();
@@ -344,14 +336,7 @@ mod tests {
         std::fs::rename(&aside, cfg.store_path()).unwrap();
         sink.write_blocking(Event::new(EventKind::Mail, "third"));
         assert_eq!(sink.backlog_len(), 0);
-        let store = Store::open_existing(&cfg.store_path(), Duration::from_secs(1)).unwrap();
-        let outcomes: Vec<String> = store
-            .events(&EventFilter::default())
-            .unwrap()
-            .into_iter()
-            .map(|e| e.outcome)
-            .collect();
-        assert_eq!(outcomes, ["first", "second", "third"]);
+        assert_eq!(outcomes(&cfg), ["first", "second", "third"]);
     }
 
     fn dmarc_row() -> DmarcRow {
@@ -382,15 +367,7 @@ mod tests {
 
     #[test]
     fn dmarc_results_share_the_backlog_and_the_transaction() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = Arc::new(
-            Config::parse(
-                &format!("data_dir = {:?}\n", dir.path().display().to_string()),
-                "t",
-            )
-            .unwrap(),
-        );
-        drop(Store::open(&cfg.store_path(), Duration::from_secs(1), "t").unwrap());
+        let (dir, cfg) = setup();
         let sink = EventSink::new(Pool::new(&cfg));
         let row = dmarc_row();
         let aside = dir.path().join("aside.db");
@@ -544,29 +521,14 @@ mod tests {
 
     #[tokio::test]
     async fn events_handed_over_keep_their_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = Arc::new(
-            Config::parse(
-                &format!("data_dir = {:?}\n", dir.path().display().to_string()),
-                "t",
-            )
-            .unwrap(),
-        );
-        drop(Store::open(&cfg.store_path(), Duration::from_secs(1), "t").unwrap());
+        let (_dir, cfg) = setup();
         let sink = EventSink::new(Pool::new(&cfg));
         for i in 0..200 {
             sink.spawn_write(Event::new(EventKind::Auth, &i.to_string()));
         }
         sink.write(Event::new(EventKind::Auth, "last")).await;
-        let store = Store::open_existing(&cfg.store_path(), Duration::from_secs(1)).unwrap();
-        let outcomes: Vec<String> = store
-            .events(&EventFilter::default())
-            .unwrap()
-            .into_iter()
-            .map(|e| e.outcome)
-            .collect();
         let mut expected: Vec<String> = (0..200).map(|i| i.to_string()).collect();
         expected.push("last".into());
-        assert_eq!(outcomes, expected);
+        assert_eq!(outcomes(&cfg), expected);
     }
 }

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
 /// The name of the user running the tests, as /etc/passwd has it for this process's uid
 /// (what postwarden records as the actor of admin changes; USER is set to something else).
 fn me() -> String {
@@ -1374,35 +1376,6 @@ fn start_tcp_daemon(pw: &Pw, name: &str, config: &str) -> (std::process::Child, 
     (child, port)
 }
 
-/// One PLAIN login over a fresh Dovecot-protocol connection from client address `rip`;
-/// returns the reply line.
-fn tcp_login(port: u16, user: &str, pass: &str, rip: &str) -> String {
-    use base64::Engine;
-    use std::io::{BufRead, BufReader, Write};
-    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut w = stream.try_clone().unwrap();
-    let mut r = BufReader::new(stream);
-    w.write_all(b"VERSION\t1\t0\nCPID\t4242\n").unwrap();
-    loop {
-        let mut line = String::new();
-        r.read_line(&mut line).unwrap();
-        if line.trim_end() == "DONE" {
-            break;
-        }
-    }
-    let resp = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
-    w.write_all(
-        format!("AUTH\t1\tPLAIN\tservice=smtp\trip={rip}\tsecured\tresp={resp}\n").as_bytes(),
-    )
-    .unwrap();
-    let mut reply = String::new();
-    r.read_line(&mut reply).unwrap();
-    reply.trim_end().to_string()
-}
-
 #[test]
 fn throttle_list_and_clear_and_the_block_outlives_a_restart() {
     let pw = Pw::new();
@@ -1415,10 +1388,16 @@ fn throttle_list_and_clear_and_the_block_outlives_a_restart() {
     let config = "[auth.throttle]\nblock_after = 2\n";
     let (mut child, port) = start_tcp_daemon(&pw, "throttle.toml", config);
     let fail = format!("FAIL\t1\tuser={user}");
-    assert_eq!(tcp_login(port, user, "guess-1", "192.0.2.5"), fail);
-    assert_eq!(tcp_login(port, user, "guess-2", "192.0.2.5"), fail);
+    assert_eq!(
+        common::dovecot_login(port, user, "guess-1", "192.0.2.5"),
+        fail
+    );
+    assert_eq!(
+        common::dovecot_login(port, user, "guess-2", "192.0.2.5"),
+        fail
+    );
     // Past block_after: even the right password fails, unchecked.
-    assert_eq!(tcp_login(port, user, pass, "192.0.2.5"), fail);
+    assert_eq!(common::dovecot_login(port, user, pass, "192.0.2.5"), fail);
     stop(&mut child);
 
     let list = pw.json(&[
@@ -1455,7 +1434,7 @@ fn throttle_list_and_clear_and_the_block_outlives_a_restart() {
 
     // The block is in the store: a restarted daemon keeps it.
     let (mut child, port) = start_tcp_daemon(&pw, "throttle.toml", config);
-    assert_eq!(tcp_login(port, user, pass, "192.0.2.5"), fail);
+    assert_eq!(common::dovecot_login(port, user, pass, "192.0.2.5"), fail);
 
     // Cleared by the administrator: the next login is checked again.
     let out = pw.ok(&["throttle", "clear", "192.0.2.5"]);
@@ -1463,11 +1442,14 @@ fn throttle_list_and_clear_and_the_block_outlives_a_restart() {
     let err = pw.fails(1, &["throttle", "clear", "192.0.2.5"]);
     assert!(err.contains("postwarden throttle list"), "{err}");
     assert_eq!(
-        tcp_login(port, user, pass, "192.0.2.5"),
+        common::dovecot_login(port, user, pass, "192.0.2.5"),
         format!("OK\t1\tuser={user}")
     );
     // An IPv6 address clears its /64.
-    assert_eq!(tcp_login(port, user, "guess", "2001:db8:1:2::7"), fail);
+    assert_eq!(
+        common::dovecot_login(port, user, "guess", "2001:db8:1:2::7"),
+        fail
+    );
     let v = pw.json(&["throttle", "clear", "2001:db8:1:2::99"]);
     assert_eq!(v["cleared"], "2001:db8:1:2::/64");
     stop(&mut child);

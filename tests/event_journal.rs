@@ -5,38 +5,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use base64::Engine;
 use common::{free_port, wait_for, Daemon};
 
 /// One login attempt on its own connection; returns the reply line ("" when the daemon
 /// closed the connection, as it does on a fault).
 fn login(port: u16, user: &str, pass: &str) -> String {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    let mut w = stream.try_clone().unwrap();
-    let mut r = BufReader::new(stream);
-    w.write_all(b"VERSION\t1\t0\nCPID\t4242\n").unwrap();
-    loop {
-        let mut line = String::new();
-        r.read_line(&mut line).unwrap();
-        if line.trim_end() == "DONE" {
-            break;
-        }
-    }
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
-    w.write_all(
-        format!("AUTH\t1\tPLAIN\tservice=smtp\trip=192.0.2.5\tsecured\tresp={token}\n").as_bytes(),
-    )
-    .unwrap();
-    let mut reply = String::new();
-    let _ = r.read_line(&mut reply);
-    reply.trim_end().to_string()
+    common::dovecot_login(port, user, pass, "192.0.2.5")
 }
 
 fn packet(cmd: u8, data: &[u8]) -> Vec<u8> {

@@ -859,6 +859,35 @@ impl Drop for SmtpTls {
     }
 }
 
+/// One PLAIN login over a fresh Dovecot-protocol connection to `127.0.0.1:port`, as
+/// Postfix sends it for client address `rip`; returns the reply line ("" when the daemon
+/// closed the connection, as it does on a fault).
+pub fn dovecot_login(port: u16, user: &str, pass: &str, rip: &str) -> String {
+    use std::io::Write;
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    w.write_all(b"VERSION\t1\t0\nCPID\t4242\n").unwrap();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line.trim_end() == "DONE" {
+            break;
+        }
+    }
+    let resp = plain_token(user, pass);
+    w.write_all(
+        format!("AUTH\t1\tPLAIN\tservice=smtp\trip={rip}\tsecured\tresp={resp}\n").as_bytes(),
+    )
+    .unwrap();
+    let mut reply = String::new();
+    let _ = r.read_line(&mut reply);
+    reply.trim_end().to_string()
+}
+
 /// base64 of a SASL PLAIN response for `user` / `pass`.
 pub fn plain_token(user: &str, pass: &str) -> String {
     use base64::Engine;
