@@ -181,32 +181,7 @@ fn message(
 
 /// Sends `data` on port 25 (no AUTH), as `mail_from`, to a recipient Postfix relays.
 fn send25(gw: &Gateway, mail_from: &str, data: &[u8]) -> Swaks {
-    let file = gw.dir.path().join(format!("msg-{}.eml", rand_suffix()));
-    std::fs::write(&file, data).unwrap();
-    let server = format!("127.0.0.1:{}", gw.postfix.smtp_port);
-    let data_arg = format!("@{}", file.display());
-    swaks(&[
-        "--server",
-        &server,
-        "--ehlo",
-        "client.sender.example",
-        "--from",
-        mail_from,
-        "--to",
-        "rcpt@dest.example",
-        "--data",
-        &data_arg,
-    ])
-}
-
-fn rand_suffix() -> String {
-    format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
+    gw.send25(mail_from, data)
 }
 
 #[test]

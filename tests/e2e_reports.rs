@@ -33,28 +33,13 @@ fn records() -> Vec<Record> {
 }
 
 fn send25(gw: &Gateway, mail_from: &str, from: &str, subject: &str) -> Swaks {
-    let file = gw.dir.path().join(format!("{subject}.eml"));
-    std::fs::write(
-        &file,
+    gw.send25(
+        mail_from,
         format!(
             "From: {from}\r\nTo: rcpt@dest.example\r\nSubject: {subject}\r\nDate: Mon, 23 Nov 2026 06:00:00 +0000\r\nMessage-ID: <{subject}@sender.example>\r\n\r\nHello.\r\n"
-        ),
+        )
+        .as_bytes(),
     )
-    .unwrap();
-    let server = format!("127.0.0.1:{}", gw.postfix.smtp_port);
-    let data = format!("@{}", file.display());
-    swaks(&[
-        "--server",
-        &server,
-        "--ehlo",
-        "client.sender.example",
-        "--from",
-        mail_from,
-        "--to",
-        "rcpt@dest.example",
-        "--data",
-        &data,
-    ])
 }
 
 #[test]

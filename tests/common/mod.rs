@@ -723,6 +723,32 @@ impl Gateway {
         self.daemon.credential("acme", "laptop")
     }
 
+    /// Sends `data` (a whole message) on port 25, without AUTH, as `mail_from` from the
+    /// HELO name client.sender.example, to rcpt@dest.example (which the tests' Postfix
+    /// relays to the sink when it is started with `relay_domains = dest.example`).
+    pub fn send25(&self, mail_from: &str, data: &[u8]) -> Swaks {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let file = self.dir.path().join(format!("msg-{nanos:x}.eml"));
+        std::fs::write(&file, data).unwrap();
+        let server = format!("127.0.0.1:{}", self.postfix.smtp_port);
+        let data_arg = format!("@{}", file.display());
+        swaks(&[
+            "--server",
+            &server,
+            "--ehlo",
+            "client.sender.example",
+            "--from",
+            mail_from,
+            "--to",
+            "rcpt@dest.example",
+            "--data",
+            &data_arg,
+        ])
+    }
+
     /// swaks against the submission port with STARTTLS and AUTH.
     pub fn submit(&self, mech: &str, user: &str, pass: &str, extra: &[&str]) -> Swaks {
         let port = self.postfix.submission_port.to_string();
