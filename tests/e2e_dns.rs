@@ -529,34 +529,10 @@ fn submitted_mail_is_dkim_signed_and_verifies_independently() {
     assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
     let signed = gw.sink.wait_message("Subject: out-signed");
     assert_eq!(signed.matches("DKIM-Signature:").count(), 2, "{signed}");
-    // smtp-sink writes its own envelope lines first; the message starts at the first header
-    // Postfix wrote.
-    let start = signed.find("DKIM-Signature:").unwrap_or(0);
-    let start = signed[..start]
-        .rfind("\nReceived:")
-        .map(|i| i + 1)
-        .unwrap_or(start)
-        .min(start);
-    let msg = &signed[start..];
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(format!("{}/tests/support/dkimverify.py", REPO))
-        .arg(w.dns.port().to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(msg.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let msg = message_part(&signed);
+    let (verified, text) = dkimverify(&w.dns, msg, &[]);
     assert!(
-        out.status.success(),
+        verified,
         "independent verification failed:\n{text}\n--- message ---\n{msg}"
     );
     assert!(
@@ -770,10 +746,16 @@ fn arc_trusted_sealer_passes_untrusted_does_not_and_our_seal_verifies() {
 
 /// python3-dkim's ARC verdict on a message: "pass ...", "fail ..." or "none ...".
 fn arc_verify(dns: &DnsServer, message: &str) -> String {
+    dkimverify(dns, message_part(message), &["--arc"]).1
+}
+
+/// Runs the independent verifier (`tests/support/dkimverify.py`, python3-dkim) on
+/// `message` with the keys of `dns`: whether it passed, and what it printed.
+fn dkimverify(dns: &DnsServer, message: &str, args: &[&str]) -> (bool, String) {
     let mut child = Command::new("/usr/bin/python3")
         .arg(format!("{}/tests/support/dkimverify.py", REPO))
         .arg(dns.port().to_string())
-        .arg("--arc")
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -783,29 +765,35 @@ fn arc_verify(dns: &DnsServer, message: &str) -> String {
         .stdin
         .take()
         .unwrap()
-        .write_all(message_part(message).as_bytes())
+        .write_all(message.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    format!(
+    let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    )
+    );
+    (out.status.success(), text)
 }
 
-/// The message in what the sink wrote: from the first header Postfix or the milter
+/// The message in what the sink wrote: from the first header Postfix or a milter
 /// wrote (the sink's own envelope lines come first).
 fn message_part(got: &str) -> &str {
-    let start = ["ARC-Seal:", "Received:", "Authentication-Results:"]
-        .iter()
-        .filter_map(|h| {
-            if got.starts_with(h) {
-                Some(0)
-            } else {
-                got.find(&format!("\n{h}")).map(|i| i + 1)
-            }
-        })
-        .min()
-        .unwrap_or(0);
+    let start = [
+        "ARC-Seal:",
+        "DKIM-Signature:",
+        "Received:",
+        "Authentication-Results:",
+    ]
+    .iter()
+    .filter_map(|h| {
+        if got.starts_with(h) {
+            Some(0)
+        } else {
+            got.find(&format!("\n{h}")).map(|i| i + 1)
+        }
+    })
+    .min()
+    .unwrap_or(0);
     &got[start..]
 }
