@@ -115,5 +115,5 @@ mod verifier;
 pub use config::{ConnectionIds, ServerConfig};
 pub use error::ProtocolError;
 pub use escape::{tab_escape, tab_unescape};
-pub use server::serve_connection;
+pub use server::{resume_connection, serve_connection, serve_until_handoff, Ended};
 pub use verifier::{Attempt, Mechanism, Refusal, Verdict, Verifier};

@@ -28,6 +28,16 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
     }
 
+    /// Whether bytes have been read that no returned line holds yet.
+    pub(crate) fn has_buffered(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// The reader given to [`new`](Self::new); anything buffered is lost.
+    pub(crate) fn into_inner(self) -> R {
+        self.inner
+    }
+
     /// The next line, or `None` at end of input (an unterminated last line is discarded).
     ///
     /// Cancel-safe: bytes are only moved into the buffer after a read has completed, so dropping

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use tracing::{debug, warn};
@@ -69,6 +70,86 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     V: Verifier,
 {
+    serve(stream, verifier, config, conn, None, None)
+        .await
+        .map(|_| ())
+}
+
+/// How a connection served by [`serve_until_handoff`] or [`resume_connection`] ended.
+#[derive(Debug)]
+pub enum Ended<S> {
+    /// The client closed it, or the idle timeout did.
+    Closed,
+    /// Given back after the hand-off signal, between requests: no request open, no request
+    /// half read, every answer written. Another process may go on serving `stream` with
+    /// [`resume_connection`] (the client sees nothing); dropping it closes the connection.
+    HandedOff {
+        stream: S,
+        /// The client's `CPID`.
+        client_pid: u32,
+    },
+}
+
+/// [`serve_connection`], but when `handoff` turns `true` the connection is given back
+/// ([`Ended::HandedOff`]) as soon as it is between requests, instead of being served on.
+/// Requests already open (a LOGIN exchange waiting for its `CONT`, a verification) are
+/// finished first; the caller bounds how long it waits.
+///
+/// This is how a server restarts without its clients noticing: Postfix keeps one auth
+/// connection per smtpd process and answers `454` to the next login when it finds that
+/// connection closed, so the connections are passed to the next server process instead.
+pub async fn serve_until_handoff<S, V>(
+    stream: S,
+    verifier: Arc<V>,
+    config: &ServerConfig,
+    conn: ConnectionIds,
+    handoff: watch::Receiver<bool>,
+) -> Result<Ended<S>, ProtocolError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    V: Verifier,
+{
+    serve(stream, verifier, config, conn, None, Some(handoff)).await
+}
+
+/// Goes on serving a connection another server process handed off ([`Ended::HandedOff`]):
+/// the handshake is over (it is not sent again), the client's `CPID` was `client_pid`, and the
+/// next byte on `stream` starts a request line.
+pub async fn resume_connection<S, V>(
+    stream: S,
+    verifier: Arc<V>,
+    config: &ServerConfig,
+    conn: ConnectionIds,
+    client_pid: u32,
+    handoff: watch::Receiver<bool>,
+) -> Result<Ended<S>, ProtocolError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    V: Verifier,
+{
+    serve(
+        stream,
+        verifier,
+        config,
+        conn,
+        Some(client_pid),
+        Some(handoff),
+    )
+    .await
+}
+
+async fn serve<S, V>(
+    stream: S,
+    verifier: Arc<V>,
+    config: &ServerConfig,
+    conn: ConnectionIds,
+    resumed: Option<u32>,
+    handoff: Option<watch::Receiver<bool>>,
+) -> Result<Ended<S>, ProtocolError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    V: Verifier,
+{
     let (reader, writer) = tokio::io::split(stream);
     let mut connection = Connection {
         reader: LineReader::new(reader, config.max_line_length),
@@ -76,28 +157,42 @@ where
         verifier,
         config,
         ids: conn,
-        client_pid: 0,
+        client_pid: resumed.unwrap_or(0),
         pending: HashMap::new(),
         tasks: JoinSet::new(),
         dropped: VecDeque::new(),
         next_seq: 0,
         input_closed: false,
         last_activity: Instant::now(),
+        handoff,
+        handoff_asked: false,
     };
-    let result = connection.run().await;
+    let result = connection.run(resumed.is_some()).await;
+    let client_pid = connection.client_pid;
     match &result {
-        Ok(()) => debug!(
+        Ok(Flow::HandOff) => debug!(
             cuid = conn.connection_uid,
-            client_pid = connection.client_pid,
-            "dovecot-auth connection closed"
+            client_pid, "dovecot-auth connection handed off"
+        ),
+        Ok(_) => debug!(
+            cuid = conn.connection_uid,
+            client_pid, "dovecot-auth connection closed"
         ),
         Err(e) => warn!(
             cuid = conn.connection_uid,
-            client_pid = connection.client_pid,
-            "closing dovecot-auth connection: {e}"
+            client_pid, "closing dovecot-auth connection: {e}"
         ),
     }
-    result
+    match result? {
+        Flow::HandOff => {
+            let Connection { reader, writer, .. } = connection;
+            Ok(Ended::HandedOff {
+                stream: reader.into_inner().unsplit(writer),
+                client_pid,
+            })
+        }
+        _ => Ok(Ended::Closed),
+    }
 }
 
 /// The request information of an `AUTH` line, kept while the request waits for `CONT`.
@@ -196,12 +291,17 @@ struct Connection<'c, S, V> {
     /// The client has closed its side: nothing more will be read.
     input_closed: bool,
     last_activity: Instant,
+    /// Turns `true` when the connection is to be handed off.
+    handoff: Option<watch::Receiver<bool>>,
+    handoff_asked: bool,
 }
 
 /// What the main loop does after one event.
 enum Flow {
     Continue,
     Stop,
+    /// Between requests after the hand-off signal: give the stream back.
+    HandOff,
 }
 
 impl<S, V> Connection<'_, S, V>
@@ -213,21 +313,37 @@ where
         self.config.max_pending_requests.max(1)
     }
 
-    async fn run(&mut self) -> Result<(), ProtocolError> {
-        self.send_handshake().await?;
-        let deadline = after(Instant::now(), self.config.handshake_timeout);
-        match timeout_at(deadline, self.receive_handshake()).await {
-            Err(_) => return Err(ProtocolError::HandshakeTimeout),
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok(false)) => return Ok(()),
-            Ok(Ok(true)) => {}
+    /// Serves until the connection ends: `Flow::Stop` when it closed, `Flow::HandOff` when
+    /// it is to be handed off.
+    async fn run(&mut self, resumed: bool) -> Result<Flow, ProtocolError> {
+        if !resumed {
+            self.send_handshake().await?;
+            let deadline = after(Instant::now(), self.config.handshake_timeout);
+            match timeout_at(deadline, self.receive_handshake()).await {
+                Err(_) => return Err(ProtocolError::HandshakeTimeout),
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(false)) => return Ok(Flow::Stop),
+                Ok(Ok(true)) => {}
+            }
         }
         self.last_activity = Instant::now();
 
         loop {
             if self.input_closed && self.tasks.is_empty() {
-                return Ok(());
+                return Ok(Flow::Stop);
             }
+            if !self.handoff_asked {
+                self.handoff_asked = self.handoff.as_ref().is_some_and(|h| *h.borrow());
+            }
+            if self.handoff_asked
+                && !self.input_closed
+                && self.pending.is_empty()
+                && self.tasks.is_empty()
+                && !self.reader.has_buffered()
+            {
+                return Ok(Flow::HandOff);
+            }
+            let watch_handoff = !self.handoff_asked && self.handoff.is_some();
             let expiry = self.next_expiry();
             let idle = match self.config.idle_timeout {
                 Some(limit) if self.pending.is_empty() => Some(after(self.last_activity, limit)),
@@ -261,14 +377,21 @@ where
                     debug!(cuid = self.ids.connection_uid, "closing idle dovecot-auth connection");
                     Ok(Flow::Stop)
                 }
+                changed = wait_true(self.handoff.as_mut()), if watch_handoff => {
+                    // A dropped sender counts as no hand-off: keep serving.
+                    if changed.is_err() {
+                        self.handoff = None;
+                    }
+                    Ok(Flow::Continue)
+                }
             };
             match flow {
                 Ok(Flow::Continue) => {}
-                Ok(Flow::Stop) => return Ok(()),
+                Ok(end) => return Ok(end),
                 Err(ProtocolError::Io(e)) if self.input_closed => {
                     // The client is gone; it cannot read the remaining answers.
                     debug!(cuid = self.ids.connection_uid, "client gone: {e}");
-                    return Ok(());
+                    return Ok(Flow::Stop);
                 }
                 Err(e) => return Err(e),
             }
@@ -606,6 +729,16 @@ where
             Ok(result) => result.map_err(ProtocolError::Io),
             Err(_) => Err(ProtocolError::WriteTimeout),
         }
+    }
+}
+
+/// Resolves when the hand-off flag is `true` (`Err` when its sender is gone).
+async fn wait_true(
+    handoff: Option<&mut watch::Receiver<bool>>,
+) -> Result<(), watch::error::RecvError> {
+    match handoff {
+        Some(h) => h.wait_for(|&v| v).await.map(|_| ()),
+        None => std::future::pending().await,
     }
 }
 
