@@ -98,6 +98,9 @@ fn run(name: &str, extra: &str, logins: usize, cores: usize) {
             service,
             16384,
             Duration::from_secs(3600),
+            // Never stopped: the sender is dropped at once.
+            tokio::sync::watch::channel(false).1,
+            Vec::new(),
         ));
         let token =
             base64::engine::general_purpose::STANDARD.encode(format!("\0bench-user\0{password}"));

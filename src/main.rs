@@ -40,7 +40,7 @@ fn run(cli: &Cli) -> cli::CliResult {
     }
     cli::ensure_data_dir(&cfg.data_dir)?;
     // Before the runtime starts threads: this also clears the LISTEN_* variables.
-    let activated = postwarden::daemon::systemd::take_listeners();
+    let passed = postwarden::daemon::systemd::take_listeners();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -49,7 +49,7 @@ fn run(cli: &Cli) -> cli::CliResult {
         .block_on(async {
             // Handlers first: a signal that arrives during start-up stops the daemon once it is up.
             let shutdown = shutdown_signal()?;
-            postwarden::daemon::run(cfg, activated, shutdown).await
+            postwarden::daemon::run(cfg, passed, shutdown).await
         })
         .map_err(|e| cli::CliError::Refused(format!("{e:#}")))
 }

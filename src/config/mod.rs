@@ -35,6 +35,8 @@ pub struct Config {
     pub log_level: LogLevel,
     /// Largest message (MiB) the milters keep in memory.
     pub max_message_mib: u32,
+    /// How long open milter sessions may finish when the daemon stops.
+    pub drain_timeout: HumanDuration,
     /// `[store]`: the SQLite database.
     pub store: StoreConfig,
     /// `[password_hash]`: argon2id parameters for new credentials.
@@ -288,6 +290,15 @@ impl Config {
             return err(
                 "store.journal_max_mib",
                 "must be between 1 and 65536".into(),
+            );
+        }
+        if self.drain_timeout.0 > Duration::from_secs(25) {
+            return err(
+                "drain_timeout",
+                "must be at most 25s: while the daemon drains, Postfix's new milter \
+                 connections wait for the next process, and Postfix gives up after 30s \
+                 (milter_command_timeout)"
+                    .into(),
             );
         }
         if self.max_message_mib == 0 || self.max_message_mib > 1024 {

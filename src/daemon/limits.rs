@@ -92,6 +92,10 @@ impl<S> Counted<S> {
             .map_or(0, |g| g.0.fetch_add(1, Ordering::Relaxed) + 1);
         (Counted { inner, gauge }, n)
     }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S> Drop for Counted<S> {

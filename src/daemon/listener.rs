@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,9 @@ pub struct Listener {
     inner: EitherListener<TcpListener, UnixListener>,
     path: Option<PathBuf>,
     count: Option<Count>,
+    /// While `true`, nothing is accepted: connections wait in the listen queue (for the
+    /// next process, when the service manager holds the socket).
+    paused: Option<Arc<AtomicBool>>,
 }
 
 struct Count {
@@ -38,6 +42,14 @@ impl indymilter::Listener for Listener {
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<Self::Io>> {
+        if self
+            .paused
+            .as_ref()
+            .is_some_and(|p| p.load(Ordering::Relaxed))
+        {
+            // Never woken again: a paused listener is only dropped.
+            return std::task::Poll::Pending;
+        }
         self.inner.poll_accept(cx).map_ok(|stream| {
             let (stream, open) =
                 Counted::new(stream, self.count.as_ref().map(|c| Arc::clone(&c.gauge)));
@@ -109,6 +121,7 @@ impl Listener {
                 inner: EitherListener::Unix(bind_unix(path, mode, group)?),
                 path: Some(path.clone()),
                 count: None,
+                paused: None,
             }),
             ListenAddr::Inet(sa) => {
                 let l = TcpListener::bind(sa)
@@ -121,6 +134,7 @@ impl Listener {
                     inner: EitherListener::Tcp(l),
                     path: None,
                     count: None,
+                    paused: None,
                 })
             }
         }
@@ -142,6 +156,7 @@ impl Listener {
             inner,
             path: None,
             count: None,
+            paused: None,
         })
     }
 
@@ -176,6 +191,12 @@ impl Listener {
             cap,
             warn: Throttled::new(Duration::from_secs(60)),
         });
+        self
+    }
+
+    /// Stops accepting while `paused` is `true` (a pause is for good: see `poll_accept`).
+    pub fn pausable(mut self, paused: Arc<AtomicBool>) -> Self {
+        self.paused = Some(paused);
         self
     }
 

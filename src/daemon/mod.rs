@@ -6,13 +6,16 @@ mod listener;
 pub mod memory;
 pub mod systemd;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use indymilter::EitherStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
 pub use listener::Listener;
@@ -23,7 +26,7 @@ use crate::login::AuthService;
 use crate::milter;
 use crate::model::now;
 use crate::store::{self, Pool};
-use systemd::Activated;
+use systemd::Passed;
 
 /// How often old events are removed.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -48,10 +51,44 @@ fn prune(cfg: &Config, pool: &Arc<Pool>) {
     }
 }
 
+/// An auth connection as the daemon serves it.
+pub type AuthStream = limits::Counted<EitherStream<TcpStream, UnixStream>>;
+
+/// An auth connection handed off at stop, between requests.
+pub struct HandedOff {
+    pub stream: AuthStream,
+    pub client_pid: u32,
+}
+
+impl HandedOff {
+    pub fn raw_fd(&self) -> RawFd {
+        match self.stream.get_ref() {
+            EitherStream::Tcp(s) => s.as_raw_fd(),
+            EitherStream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+/// How long connections in the middle of a request get to finish it at stop before they
+/// are closed (a LOGIN exchange waiting for the client's next line, a verification).
+const HANDOFF_WAIT: Duration = Duration::from_secs(5);
+
 /// Serves the Dovecot auth protocol on `listener` with `service` deciding logins: at
 /// most `cap` connections at once (a connection past it is closed at once, and the log
-/// says so), each closed after `idle` without a request.
-pub async fn serve_auth(listener: Listener, service: Arc<AuthService>, cap: usize, idle: Duration) {
+/// says so), each closed after `idle` without a request. `resumed` are connections a
+/// previous process handed off; they are served on without a handshake.
+///
+/// When `stop` turns `true`, accepting stops and every connection is given back as soon
+/// as it is between requests (waiting at most 5 s for open requests); the connections are
+/// returned, for the service manager to keep. A `stop` whose sender is gone never stops.
+pub async fn serve_auth(
+    listener: Listener,
+    service: Arc<AuthService>,
+    cap: usize,
+    idle: Duration,
+    stop: watch::Receiver<bool>,
+    resumed: Vec<systemd::PassedConnection>,
+) -> Vec<HandedOff> {
     use indymilter::Listener as _;
     let gauge = Arc::new(limits::Gauge::default());
     let mut listener = listener.counting("auth", Arc::clone(&gauge), usize::MAX);
@@ -59,63 +96,152 @@ pub async fn serve_auth(listener: Listener, service: Arc<AuthService>, cap: usiz
         idle_timeout: Some(idle),
         ..Default::default()
     });
-    let counter = AtomicU32::new(0);
+    let mut counter: u32 = 0;
+    let mut conns: JoinSet<Option<HandedOff>> = JoinSet::new();
+    let mut spawn = |conns: &mut JoinSet<_>, stream: AuthStream, resumed: Option<u32>| {
+        counter = counter.wrapping_add(1);
+        let cuid = counter;
+        let ids = dovecot_auth::ConnectionIds::for_this_process(cuid);
+        let (service, config, stop) = (Arc::clone(&service), Arc::clone(&config), stop.clone());
+        conns.spawn(async move {
+            let ended = match resumed {
+                None => {
+                    dovecot_auth::serve_until_handoff(stream, service, &config, ids, stop).await
+                }
+                Some(pid) => {
+                    dovecot_auth::resume_connection(stream, service, &config, ids, pid, stop).await
+                }
+            };
+            match ended {
+                Ok(dovecot_auth::Ended::HandedOff { stream, client_pid }) => {
+                    Some(HandedOff { stream, client_pid })
+                }
+                Ok(dovecot_auth::Ended::Closed) => {
+                    debug!(cuid, "auth connection closed");
+                    None
+                }
+                // The crate has already logged the error as one warning.
+                Err(e) => {
+                    debug!(cuid, error = %e, "auth connection closed after an error");
+                    None
+                }
+            }
+        });
+    };
+    let taken = resumed.len();
+    for passed in resumed {
+        match passed_stream(passed) {
+            Ok((stream, pid)) => {
+                let (stream, _) = limits::Counted::new(stream, Some(Arc::clone(&gauge)));
+                spawn(&mut conns, stream, Some(pid));
+            }
+            Err(e) => warn!(error = %e, "an auth connection from the previous process is unusable"),
+        }
+    }
+    if taken > 0 {
+        info!(
+            connections = taken,
+            "auth connections taken over from the previous process"
+        );
+    }
+
     let over_cap = limits::Throttled::new(Duration::from_secs(60));
     let accept_failed = limits::Throttled::new(Duration::from_secs(10));
+    let (mut stopping, mut watching) = (stop.clone(), true);
     loop {
-        match listener.accept().await {
-            Ok(stream) if gauge.open() > cap => {
-                drop(stream);
-                over_cap.hit(|times| {
-                    warn!(
-                        cap,
-                        times,
-                        "auth connection closed: auth.max_connections reached (Postfix answers \
-                         454 to that login; raise the cap, or find what holds the connections)"
-                    )
-                });
+        tokio::select! {
+            r = async { stopping.wait_for(|s| *s).await.is_ok() }, if watching => {
+                if r {
+                    break;
+                }
+                // The sender is gone: serve for good.
+                watching = false;
             }
-            Ok(stream) => {
-                let cuid = counter.fetch_add(1, Ordering::Relaxed) + 1;
-                let ids = dovecot_auth::ConnectionIds::for_this_process(cuid);
-                let (service, config) = (Arc::clone(&service), Arc::clone(&config));
-                tokio::spawn(async move {
-                    finish_auth_connection(
-                        cuid,
-                        dovecot_auth::serve_connection(stream, service, &config, ids).await,
-                    )
-                });
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: log (not every time), pause
-                // briefly, keep serving.
-                accept_failed.hit(|times| warn!(error = %e, times, "auth accept failed"));
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok(stream) if gauge.open() > cap => {
+                    drop(stream);
+                    over_cap.hit(|times| {
+                        warn!(
+                            cap,
+                            times,
+                            "auth connection closed: auth.max_connections reached (Postfix answers \
+                             454 to that login; raise the cap, or find what holds the connections)"
+                        )
+                    });
+                }
+                Ok(stream) => spawn(&mut conns, stream, None),
+                Err(e) => {
+                    // Out of file descriptors and the like: log (not every time), pause
+                    // briefly, keep serving.
+                    accept_failed.hit(|times| warn!(error = %e, times, "auth accept failed"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
         }
     }
-}
-
-/// The crate has already logged an error as one warning; this only traces the close.
-fn finish_auth_connection(cuid: u32, result: Result<(), dovecot_auth::ProtocolError>) {
-    match result {
-        Ok(()) => debug!(cuid, "auth connection closed"),
-        Err(e) => debug!(cuid, error = %e, "auth connection closed after an error"),
+    drop(listener);
+    let deadline = tokio::time::Instant::now() + HANDOFF_WAIT;
+    let mut handed = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, conns.join_next()).await {
+            Ok(Some(Ok(Some(h)))) => handed.push(h),
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(_) => {
+                warn!(
+                    connections = conns.len(),
+                    "auth connections still in a request 5s after stop: closed (Postfix \
+                     answers 454 to those logins)"
+                );
+                conns.abort_all();
+                break;
+            }
+        }
     }
+    handed
 }
 
-/// Runs a milter on `listener` until `stop` turns true; in-flight sessions are told to end.
-/// At most `cap` connections are served at once (further ones wait in the listen queue;
-/// reaching the cap is logged); a connection silent for `idle` is closed.
+/// A connection from the store as the stream type the daemon serves.
+fn passed_stream(
+    passed: systemd::PassedConnection,
+) -> std::io::Result<(EitherStream<TcpStream, UnixStream>, u32)> {
+    Ok(match passed {
+        systemd::PassedConnection::Unix { stream, client_pid } => {
+            stream.set_nonblocking(true)?;
+            (
+                EitherStream::Unix(UnixStream::from_std(stream)?),
+                client_pid,
+            )
+        }
+        systemd::PassedConnection::Tcp { stream, client_pid } => {
+            stream.set_nonblocking(true)?;
+            (EitherStream::Tcp(TcpStream::from_std(stream)?), client_pid)
+        }
+    })
+}
+
+/// Runs a milter on `listener` until `stop` turns true (or its sender is gone). At most
+/// `cap` connections are served at once (further ones wait in the listen queue; reaching
+/// the cap is logged); a connection silent for `idle` is closed.
+///
+/// At stop, accepting stops (new connections wait in the listen queue, for the next
+/// process when the service manager holds the socket) and the open sessions may finish
+/// for up to `drain`; those still open then are told to end.
 pub async fn serve_milter<T: Send + 'static>(
     name: &'static str,
     listener: Listener,
     callbacks: indymilter::Callbacks<T>,
     cap: usize,
     idle: Duration,
+    drain: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let listener = listener.counting(name, Arc::new(limits::Gauge::default()), cap);
+    let gauge = Arc::new(limits::Gauge::default());
+    let paused = Arc::new(AtomicBool::new(false));
+    let listener = listener
+        .counting(name, Arc::clone(&gauge), cap)
+        .pausable(Arc::clone(&paused));
     let config = indymilter::Config {
         max_connections: cap,
         connection_timeout: idle,
@@ -123,19 +249,80 @@ pub async fn serve_milter<T: Send + 'static>(
     };
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
+        paused.store(true, Ordering::Relaxed);
+        let open = gauge.open();
+        if open == 0 {
+            return;
+        }
+        info!(
+            listener = name,
+            open, "stopping: waiting for open milter sessions to end"
+        );
+        let deadline = tokio::time::Instant::now() + drain;
+        while gauge.open() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let open = gauge.open();
+        if open > 0 {
+            warn!(
+                listener = name,
+                open,
+                "milter sessions still open after drain_timeout: ended (Postfix applies \
+                 milter_default_action, 451 4.7.1 by default, to those messages)"
+            );
+        }
     };
     if let Err(e) = indymilter::run(listener, callbacks, config, shutdown).await {
         error!(error = %e, "milter stopped");
     }
 }
 
+/// Hands the auth connections to the service manager's store (they are closed when there is
+/// none), and says how many went where.
+fn store_handed_off(handed: Vec<HandedOff>) {
+    if handed.is_empty() {
+        return;
+    }
+    let notifier = match systemd::Notifier::connect() {
+        Ok(n) => n,
+        Err(e) => {
+            debug!(error = %e, "no service manager to keep auth connections");
+            info!(
+                connections = handed.len(),
+                "auth connections closed at stop (no service manager to hand them to)"
+            );
+            return;
+        }
+    };
+    let (mut stored, mut failed) = (0usize, 0usize);
+    for h in &handed {
+        match notifier.store_auth_connection(h.raw_fd(), h.client_pid) {
+            Ok(()) => stored += 1,
+            Err(e) => {
+                failed += 1;
+                if failed == 1 {
+                    warn!(error = %e, "an auth connection could not be handed to the service manager");
+                }
+            }
+        }
+    }
+    info!(
+        stored,
+        failed, "auth connections handed to the service manager for the next process"
+    );
+}
+
 /// Runs the daemon until `shutdown` resolves.
 ///
-/// `activated` holds the sockets a service manager passed (see `systemd`); a listener
-/// without one binds its configured address.
+/// `passed` holds the sockets (and auth connections) a service manager passed (see
+/// `systemd`); a listener without one binds its configured address.
+///
+/// Stopping loses nothing: the milters stop accepting and let open sessions finish (up to
+/// `drain_timeout`) while auth goes on serving; then auth stops accepting and hands its
+/// connections, between requests, to the service manager for the next process.
 pub async fn run(
     cfg: Config,
-    mut activated: HashMap<String, Activated>,
+    passed: Passed,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     memory::tune_allocator();
@@ -168,13 +355,20 @@ pub async fn run(
         Arc::clone(&pool),
         Arc::clone(&events),
     )?);
+    let Passed {
+        listeners: mut activated,
+        auth_connections,
+    } = passed;
     let auth_listener = Listener::open("auth", &mut activated, &cfg, &cfg.auth.listen).await?;
     info!(listen = %auth_listener.local_addr(), "auth socket listening");
+    let (stop_auth, auth_stopped) = watch::channel(false);
     let auth_task = tokio::spawn(serve_auth(
         auth_listener,
         auth_service,
         cfg.auth.max_connections as usize,
         cfg.auth.idle_timeout.0,
+        auth_stopped,
+        auth_connections,
     ));
 
     let submission_listener =
@@ -197,6 +391,7 @@ pub async fn run(
         )),
         cfg.submission.max_connections as usize,
         cfg.submission.idle_timeout.0,
+        cfg.drain_timeout.0,
         milters_stopped.clone(),
     ));
 
@@ -209,6 +404,7 @@ pub async fn run(
         )?),
         cfg.inbound.max_connections as usize,
         cfg.inbound.idle_timeout.0,
+        cfg.drain_timeout.0,
         milters_stopped.clone(),
     ));
 
@@ -240,11 +436,15 @@ pub async fn run(
     let _ = systemd::notify_stopping();
     pruner.abort();
     trimmer.abort();
-    auth_task.abort();
-    let _ = auth_task.await;
+    // Milter sessions first: their SMTP sessions may still log in (auth keeps serving).
     let _ = stop_milters.send(true);
     let _ = submission_task.await;
     let _ = inbound_task.await;
+    let _ = stop_auth.send(true);
+    match auth_task.await {
+        Ok(handed) => store_handed_off(handed),
+        Err(e) => error!(error = %e, "the auth service failed"),
+    }
     let _ = tokio::task::spawn_blocking(move || events.flush_blocking()).await;
     info!("postwarden stopped");
     Ok(())

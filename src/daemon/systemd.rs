@@ -7,10 +7,16 @@
 //!   keeps them open across restarts of the daemon, so Postfix never finds the socket
 //!   missing;
 //! - readiness: `READY=1` once every listener serves, so `Before=postfix.service` means
-//!   "ready before Postfix".
+//!   "ready before Postfix";
+//! - the file-descriptor store (`FDSTORE=1`, `FileDescriptorStoreMax=` in the unit): on
+//!   stop, open auth connections are handed to the service manager, which passes them to
+//!   the next process with the listening sockets (named `auth-conn.PID`, PID being the
+//!   client's `CPID`); that process takes them back out of the store (`FDSTOREREMOVE=1`)
+//!   so that closing one later really closes it.
 
 use std::collections::HashMap;
-use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::unix::net::UnixDatagram;
 
 /// The first file descriptor passed by the service manager.
 const SD_LISTEN_FDS_START: RawFd = 3;
@@ -22,11 +28,41 @@ pub enum Activated {
     Tcp(std::net::TcpListener),
 }
 
-/// Takes the sockets passed with `LISTEN_PID`/`LISTEN_FDS`/`LISTEN_FDNAMES`, keyed by
-/// name (`FileDescriptorName=` in the socket unit), and removes those variables so no
-/// child inherits them. Empty when the process was not socket-activated.
-pub fn take_listeners() -> HashMap<String, Activated> {
-    let mut out = HashMap::new();
+/// An open auth connection a previous process handed over through the store.
+#[derive(Debug)]
+pub enum PassedConnection {
+    Unix {
+        stream: std::os::unix::net::UnixStream,
+        client_pid: u32,
+    },
+    Tcp {
+        stream: std::net::TcpStream,
+        client_pid: u32,
+    },
+}
+
+/// What the service manager passed at start.
+#[derive(Debug, Default)]
+pub struct Passed {
+    /// Listening sockets, by name (`FileDescriptorName=` in the socket unit).
+    pub listeners: HashMap<String, Activated>,
+    /// Auth connections from the store.
+    pub auth_connections: Vec<PassedConnection>,
+}
+
+/// The name an auth connection is stored under: the prefix and the client's `CPID`.
+pub const AUTH_CONNECTION_PREFIX: &str = "auth-conn.";
+
+/// Most descriptors taken from `LISTEN_FDS` (the unit's `FileDescriptorStoreMax=` plus the
+/// three sockets fits well below it).
+const MAX_PASSED: i32 = 1 << 20;
+
+/// Takes the descriptors passed with `LISTEN_PID`/`LISTEN_FDS`/`LISTEN_FDNAMES` and removes
+/// those variables so no child inherits them. Empty when the process was not
+/// socket-activated. Auth connections from the store are also removed from the store (see
+/// the module documentation).
+pub fn take_listeners() -> Passed {
+    let mut out = Passed::default();
     let pid_matches = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
@@ -45,12 +81,33 @@ pub fn take_listeners() -> HashMap<String, Activated> {
     if !pid_matches {
         return out;
     }
-    for i in 0..count.clamp(0, 64) {
+    let mut stored_names = Vec::new();
+    for i in 0..count.clamp(0, MAX_PASSED) {
         let fd = SD_LISTEN_FDS_START + i;
         let name = names
             .get(i as usize)
             .cloned()
             .unwrap_or_else(|| format!("fd{fd}"));
+        if let Some(pid) = name.strip_prefix(AUTH_CONNECTION_PREFIX) {
+            let client_pid = pid.parse().unwrap_or(0);
+            // SAFETY: as below; a connected stream socket this daemon stored itself.
+            let tcp = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+            out.auth_connections.push(match tcp.local_addr() {
+                Ok(_) => PassedConnection::Tcp {
+                    stream: tcp,
+                    client_pid,
+                },
+                Err(_) => PassedConnection::Unix {
+                    // SAFETY: the same descriptor, re-wrapped as the Unix socket it is.
+                    stream: unsafe {
+                        std::os::unix::net::UnixStream::from_raw_fd(tcp.into_raw_fd())
+                    },
+                    client_pid,
+                },
+            });
+            stored_names.push(name);
+            continue;
+        }
         // SAFETY: the service manager passes these descriptors to this process (LISTEN_PID
         // matched) as open listening sockets; each is wrapped exactly once and owned from here on.
         let tcp = unsafe { std::net::TcpListener::from_raw_fd(fd) };
@@ -62,7 +119,18 @@ pub fn take_listeners() -> HashMap<String, Activated> {
                 Activated::Unix(unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) })
             }
         };
-        out.insert(name, activated);
+        out.listeners.insert(name, activated);
+    }
+    stored_names.sort_unstable();
+    stored_names.dedup();
+    if !stored_names.is_empty() {
+        // This process holds them now: the manager's copies would keep a connection open
+        // after this process closes it.
+        if let Ok(n) = Notifier::connect() {
+            for name in &stored_names {
+                let _ = n.send(&format!("FDSTOREREMOVE=1\nFDNAME={name}\n"), None);
+            }
+        }
     }
     out
 }
@@ -78,18 +146,82 @@ pub fn notify_stopping() -> std::io::Result<()> {
 }
 
 fn notify(state: &str) -> std::io::Result<()> {
-    use std::os::unix::net::{SocketAddr, UnixDatagram};
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return Ok(());
-    };
-    let path = path.to_string_lossy().into_owned();
-    let addr = if let Some(abstract_name) = path.strip_prefix('@') {
-        use std::os::linux::net::SocketAddrExt;
-        SocketAddr::from_abstract_name(abstract_name.as_bytes())?
-    } else {
-        SocketAddr::from_pathname(&path)?
-    };
-    let sock = UnixDatagram::unbound()?;
-    sock.send_to_addr(state.as_bytes(), &addr)?;
-    Ok(())
+    match Notifier::connect() {
+        Ok(n) => n.send(state, None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a service manager listens for notifications (and so may keep descriptors).
+pub fn manager_present() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
+/// A socket connected to the service manager's `NOTIFY_SOCKET`.
+pub struct Notifier(UnixDatagram);
+
+impl Notifier {
+    /// `NotFound` when the process was not started by a service manager that asked for
+    /// notifications.
+    pub fn connect() -> std::io::Result<Notifier> {
+        use std::os::unix::net::SocketAddr;
+        let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "NOTIFY_SOCKET is not set",
+            ));
+        };
+        let path = path.to_string_lossy().into_owned();
+        let addr = if let Some(abstract_name) = path.strip_prefix('@') {
+            use std::os::linux::net::SocketAddrExt;
+            SocketAddr::from_abstract_name(abstract_name.as_bytes())?
+        } else {
+            SocketAddr::from_pathname(&path)?
+        };
+        let sock = UnixDatagram::unbound()?;
+        sock.connect_addr(&addr)?;
+        Ok(Notifier(sock))
+    }
+
+    /// Sends `state`, with the descriptor `fd` attached when given.
+    pub fn send(&self, state: &str, fd: Option<RawFd>) -> std::io::Result<()> {
+        let Some(fd) = fd else {
+            self.0.send(state.as_bytes())?;
+            return Ok(());
+        };
+        let mut iov = libc::iovec {
+            iov_base: state.as_ptr() as *mut libc::c_void,
+            iov_len: state.len(),
+        };
+        // SAFETY: CMSG_SPACE only computes a size.
+        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+        let mut control = vec![0u8; space];
+        // SAFETY: msghdr is plain data; every pointer set below outlives the sendmsg call,
+        // and the control buffer has room for one header carrying one descriptor.
+        unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+            msg.msg_controllen = space as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut RawFd, fd);
+            if libc::sendmsg(self.0.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the auth connection `fd` (client `CPID` `client_pid`) to the store.
+    pub fn store_auth_connection(&self, fd: RawFd, client_pid: u32) -> std::io::Result<()> {
+        self.send(
+            &format!("FDSTORE=1\nFDNAME={AUTH_CONNECTION_PREFIX}{client_pid}\n"),
+            Some(fd),
+        )
+    }
 }

@@ -29,6 +29,7 @@ pub async fn spawn<T: Send + 'static>(
         callbacks,
         100,
         std::time::Duration::from_secs(600),
+        std::time::Duration::ZERO,
         stopped,
     ));
     (addr, stop)

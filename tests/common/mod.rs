@@ -221,6 +221,14 @@ impl Daemon {
     /// Writes `config_toml` (data_dir is set by the harness) and starts the daemon; returns
     /// when it reports ready.
     pub fn start(root: &Path, config_toml: &str) -> Daemon {
+        let mut d = Daemon::configure(root, config_toml);
+        d.restart();
+        d
+    }
+
+    /// Writes the config as `start` does, without starting the daemon (for the admin
+    /// commands, or for a service manager to start it).
+    pub fn configure(root: &Path, config_toml: &str) -> Daemon {
         let data = root.join("data");
         std::fs::create_dir_all(&data).unwrap();
         let config = root.join("postwarden.toml");
@@ -229,14 +237,12 @@ impl Daemon {
             format!("data_dir = {:?}\n{config_toml}", data.display().to_string()),
         )
         .unwrap();
-        let mut d = Daemon {
+        Daemon {
             child: None,
             config,
             data,
             log: root.join("postwarden.log"),
-        };
-        d.restart();
-        d
+        }
     }
 
     /// Starts (again) after `stop`.
@@ -350,6 +356,115 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// tests/support/service-manager.py running the daemon: the sockets, readiness and the
+/// file-descriptor store of systemd, for a machine whose PID 1 is something else.
+pub struct ServiceManager {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: BufReader<std::process::ChildStdout>,
+    /// The daemon's PID, from the manager's last line.
+    pub service_pid: u32,
+}
+
+/// `pid=N` from a manager line.
+fn pid_field(line: &str) -> u32 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("pid="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+impl ServiceManager {
+    /// Binds `sockets` (name, path; owned by postfix), starts the daemon of `daemon`'s config
+    /// with them and returns once it is ready.
+    pub fn start(daemon: &Daemon, sockets: &[(&str, PathBuf)], fdstore_max: usize) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&daemon.log)
+            .unwrap();
+        let mut cmd = Command::new("python3");
+        cmd.arg(Path::new(REPO).join("tests/support/service-manager.py"))
+            .args([
+                "--fdstore-max",
+                &fdstore_max.to_string(),
+                "--owner",
+                "postfix",
+            ]);
+        for (name, path) in sockets {
+            cmd.args(["--socket", &format!("{name}={}", path.display())]);
+        }
+        let mut child = cmd
+            .args([
+                "--",
+                BIN,
+                "run",
+                "--config",
+                daemon.config.to_str().unwrap(),
+            ])
+            .env("RUST_LOG", "postwarden=debug,dovecot_auth=debug,info")
+            .env_remove("POSTWARDEN_DATA_DIR")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("python3 tests/support/service-manager.py");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut m = ServiceManager {
+            child,
+            stdin,
+            stdout,
+            service_pid: 0,
+        };
+        let first = m.line();
+        assert!(
+            first.starts_with("ready "),
+            "service manager: {first}\n{}",
+            daemon.log_text()
+        );
+        m.service_pid = pid_field(&first);
+        m
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.trim_end().to_string()
+    }
+
+    /// `systemctl restart`: returns the manager's line ("restarted pid=.. stored=N down_ms=T").
+    pub fn restart(&mut self) -> String {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("manager running");
+        writeln!(stdin, "restart").unwrap();
+        let line = self.line();
+        assert!(line.starts_with("restarted "), "service manager: {line}");
+        self.service_pid = pid_field(&line);
+        line
+    }
+}
+
+impl Drop for ServiceManager {
+    fn drop(&mut self) {
+        // Closing its stdin stops the daemon and the manager; by PID if that takes too long.
+        drop(self.stdin.take());
+        let deadline = std::time::Instant::now() + Duration::from_secs(45);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop_child(&mut self.child);
+        if self.service_pid > 0 {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.service_pid.to_string()])
+                .status();
+        }
     }
 }
 
@@ -671,6 +786,8 @@ pub fn swaks(args: &[&str]) -> Swaks {
 pub struct Gateway {
     // Dropped in this order: Postfix first, then postwarden, then the sink.
     pub postfix: Postfix,
+    /// When the daemon runs under the test service manager (`start_managed`).
+    pub manager: Option<ServiceManager>,
     pub daemon: Daemon,
     pub sink: Sink,
     pub dir: tempfile::TempDir,
@@ -680,6 +797,17 @@ impl Gateway {
     /// `daemon_toml` is appended to the daemon's config after the harness's lines (so it
     /// must not repeat the `[auth]` table; use dotted keys such as `auth.throttle.delay`).
     pub fn start(daemon_toml: &str, opts: &PostfixOpts) -> Gateway {
+        Gateway::launch(daemon_toml, opts, None)
+    }
+
+    /// As `start`, but the daemon runs under the test service manager, which holds the three
+    /// sockets (as the package's socket units do) and keeps up to `fdstore_max` descriptors
+    /// across restarts (`FileDescriptorStoreMax=`).
+    pub fn start_managed(daemon_toml: &str, opts: &PostfixOpts, fdstore_max: usize) -> Gateway {
+        Gateway::launch(daemon_toml, opts, Some(fdstore_max))
+    }
+
+    fn launch(daemon_toml: &str, opts: &PostfixOpts, managed: Option<usize>) -> Gateway {
         let dir = tempfile::Builder::new()
             .prefix("postwarden-e2e")
             .tempdir()
@@ -693,7 +821,7 @@ impl Gateway {
         let sink = Sink::start(dir.path());
         let postfix = Postfix::prepare(dir.path(), sink.port, opts);
         let private = postfix.private_dir();
-        let daemon = Daemon::start(
+        let daemon = Daemon::configure(
             dir.path(),
             &format!(
                 "auth.listen = \"unix:{}\"\nsubmission.listen = \"unix:{}\"\ninbound.listen = \"unix:{}\"\nsockets.group = \"postfix\"\nstore.busy_timeout = \"1s\"\n{daemon_toml}",
@@ -702,8 +830,24 @@ impl Gateway {
                 private.join("postwarden-inbound").display(),
             ),
         );
+        let manager = managed.map(|fdstore_max| {
+            ServiceManager::start(
+                &daemon,
+                &[
+                    ("auth", private.join("postwarden-auth")),
+                    ("submission", private.join("postwarden-submission")),
+                    ("inbound", private.join("postwarden-inbound")),
+                ],
+                fdstore_max,
+            )
+        });
+        let mut daemon = daemon;
+        if manager.is_none() {
+            daemon.restart();
+        }
         let mut gw = Gateway {
             postfix,
+            manager,
             daemon,
             sink,
             dir,
