@@ -230,3 +230,149 @@ fn restarts_without_the_descriptor_store_lose_no_message() {
     );
     assert_all_delivered(&gw, &tally);
 }
+
+/// One SMTP command on a plain connection: the whole (possibly multi-line) reply.
+fn smtp_cmd(stream: &mut std::io::BufReader<std::net::TcpStream>, line: Option<&str>) -> String {
+    use std::io::{BufRead, Write};
+    if let Some(line) = line {
+        stream
+            .get_mut()
+            .write_all(format!("{line}\r\n").as_bytes())
+            .unwrap();
+    }
+    let mut reply = String::new();
+    loop {
+        let mut l = String::new();
+        stream.read_line(&mut l).unwrap();
+        reply.push_str(&l);
+        if l.len() < 4 || l.as_bytes()[3] == b' ' {
+            return reply;
+        }
+    }
+}
+
+fn authserv_of(gw: &Gateway, subject: &str) -> String {
+    let m = gw.sink.wait_message(&format!("Subject: {subject}"));
+    m.lines()
+        .find_map(|l| l.strip_prefix("Authentication-Results: "))
+        .map(|v| v.split(';').next().unwrap().trim().to_string())
+        .unwrap_or_else(|| panic!("no Authentication-Results in {m}"))
+}
+
+#[test]
+fn reload_applies_the_new_config_without_dropping_sessions_or_logins() {
+    if !e2e_available() {
+        return;
+    }
+    let gw = Gateway::start(
+        "dns.nameservers = [\"127.0.0.1:9\"]\ndns.timeout = \"100ms\"\ninbound.dns_failure = \"accept\"\ninbound.authserv_id = \"mx-one.example\"\n",
+        &PostfixOpts {
+            extra_main: "relay_domains = dest.example".into(),
+            ..Default::default()
+        },
+    );
+    let (user, pass) = gw.acme();
+    let submit = |subject: &str| {
+        gw.submit(
+            "PLAIN",
+            &user,
+            &pass,
+            &[
+                "--from",
+                "alice@acme.example",
+                "--to",
+                "rcpt@dest.example",
+                "--header",
+                &format!("Subject: {subject}"),
+            ],
+        )
+    };
+    // A login first, so that an smtpd process holds an auth connection across the reload.
+    let r = submit("before-reload");
+    assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
+
+    // A port-25 session open across the reload: its milter session started on the old config.
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", gw.postfix.smtp_port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut held = std::io::BufReader::new(tcp);
+    assert!(smtp_cmd(&mut held, None).starts_with("220"));
+    assert!(smtp_cmd(&mut held, Some("EHLO client.sender.example")).starts_with("250"));
+    assert!(smtp_cmd(&mut held, Some("MAIL FROM:<someone@outside.example>")).starts_with("250"));
+    assert!(smtp_cmd(&mut held, Some("RCPT TO:<rcpt@dest.example>")).starts_with("250"));
+
+    let cfg = std::fs::read_to_string(&gw.daemon.config).unwrap();
+    std::fs::write(
+        &gw.daemon.config,
+        cfg.replace("mx-one.example", "mx-two.example"),
+    )
+    .unwrap();
+    gw.daemon.signal("HUP");
+    wait_for(Duration::from_secs(10), "the reload", || {
+        gw.daemon.log_text().contains("configuration reloaded")
+    });
+
+    // The held session finishes, on the config it started with.
+    assert!(smtp_cmd(&mut held, Some("DATA")).starts_with("354"));
+    let reply = smtp_cmd(
+        &mut held,
+        Some("From: <someone@outside.example>\r\nSubject: held-across-reload\r\n\r\nbody\r\n."),
+    );
+    assert!(reply.starts_with("250 2.0.0 Ok: queued"), "{reply}");
+    let _ = smtp_cmd(&mut held, Some("QUIT"));
+    assert_eq!(authserv_of(&gw, "held-across-reload"), "mx-one.example");
+
+    // New sessions use the new config; logins still work on the kept auth connections.
+    let r = inbound(&gw, "after-reload");
+    assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
+    assert_eq!(authserv_of(&gw, "after-reload"), "mx-two.example");
+    for i in 0..3 {
+        let r = submit(&format!("login-after-reload-{i}"));
+        assert!(
+            r.has_reply("235 2.7.0 Authentication successful"),
+            "{}",
+            r.out
+        );
+        assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
+    }
+
+    // A config that does not load is refused as a whole; the running one stays.
+    let cfg = std::fs::read_to_string(&gw.daemon.config).unwrap();
+    std::fs::write(&gw.daemon.config, cfg.replace("mx-two.example", "mx three")).unwrap();
+    gw.daemon.signal("HUP");
+    wait_for(Duration::from_secs(10), "the refused reload", || {
+        gw.daemon.log_text().contains("reload refused")
+    });
+    let r = inbound(&gw, "after-bad-reload");
+    assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
+    assert_eq!(authserv_of(&gw, "after-bad-reload"), "mx-two.example");
+
+    // A setting a running process cannot change is named, for the next restart.
+    std::fs::write(
+        &gw.daemon.config,
+        cfg.replace("store.busy_timeout = \"1s\"", "store.busy_timeout = \"2s\""),
+    )
+    .unwrap();
+    gw.daemon.signal("HUP");
+    wait_for(Duration::from_secs(10), "the restart-only warning", || {
+        gw.daemon
+            .log_text()
+            .contains("these settings changed and take effect at the next restart")
+    });
+    let log = gw.daemon.log_text();
+    assert!(log.contains("keys=store"), "{log}");
+    let r = submit("after-third-reload");
+    assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
+}
+
+fn inbound(gw: &Gateway, subject: &str) -> Swaks {
+    swaks(&[
+        "--server",
+        &format!("127.0.0.1:{}", gw.postfix.smtp_port),
+        "--from",
+        "someone@outside.example",
+        "--to",
+        "rcpt@dest.example",
+        "--header",
+        &format!("Subject: {subject}"),
+    ])
+}

@@ -30,7 +30,7 @@ impl From<KindArg> for AccountKind {
     }
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum AccountCmd {
     /// Register a sender address; its domain must be registered.
     Add {

@@ -11,7 +11,7 @@ use crate::store;
 use super::context::open_store;
 use super::output::{emit, emit_list, opt_time, CliError, CliResult};
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum CredentialCmd {
     /// Create a credential; prints its username and password once.
     New {

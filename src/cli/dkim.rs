@@ -17,7 +17,7 @@ pub enum AlgorithmArg {
     Ed25519,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum DkimCmd {
     /// Generate a key (pending: it signs once activated) and print the DNS record to publish.
     Keygen {

@@ -10,7 +10,7 @@ use crate::reports::{self, Options};
 use super::context::{block_on, open_store};
 use super::output::{emit, table, CliError, CliResult};
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum DmarcCmd {
     /// Send the DMARC aggregate reports (RFC 7489) of a period: one gzipped XML report per
     /// policy domain, mailed through sendmail to the domain's rua= addresses. A report
@@ -19,7 +19,7 @@ pub enum DmarcCmd {
     Report(ReportArgs),
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ReportArgs {
     /// One UTC day to report, as YYYY-MM-DD.
     #[arg(long, value_name = "DATE", conflicts_with_all = ["begin", "end"])]

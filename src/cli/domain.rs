@@ -10,7 +10,7 @@ use crate::model::format_time;
 use super::context::{domain_arg, open_store};
 use super::output::{active_text, domain_text, emit, emit_table, CliResult};
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum DomainCmd {
     /// Register a domain to an organization (active unless --inactive).
     Add {

@@ -9,7 +9,7 @@ use crate::sender::{self, Subject, Verdict};
 use super::context::open_store;
 use super::output::{emit, CliError, CliResult};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ExplainArgs {
     /// The credential username (what Postfix passes as {auth_authen}).
     #[arg(long)]

@@ -12,7 +12,7 @@ use crate::model::{format_time, now, EventFilter, EventKind};
 use super::context::open_store;
 use super::output::{emit, emit_list, CliError, CliResult};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct LogArgs {
     /// Only events of this kind.
     #[arg(long, value_enum)]

@@ -41,7 +41,7 @@ pub use org::{OrgCmd, SenderCheckArg};
 pub use output::{CliError, CliResult};
 pub use throttle::ThrottleCmd;
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(
     name = "postwarden",
     version,
@@ -72,7 +72,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Run the daemon (stops on SIGTERM or SIGINT).
     Run,

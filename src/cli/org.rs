@@ -26,7 +26,7 @@ impl From<SenderCheckArg> for SenderCheck {
     }
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum OrgCmd {
     /// Add an organization.
     Add {

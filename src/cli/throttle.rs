@@ -11,7 +11,7 @@ use crate::model::{format_time, now, ThrottleEntry, ThrottleKind};
 use super::context::open_store;
 use super::output::{emit, emit_table, CliResult};
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum ThrottleCmd {
     /// List the addresses and usernames with failed logins in the current window, and
     /// whether their attempts fail unchecked.

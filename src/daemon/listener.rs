@@ -194,6 +194,30 @@ impl Listener {
         self
     }
 
+    /// Another listener on the same socket (a duplicate descriptor), counting nothing and
+    /// never removing the socket file: for a second accept loop beside this one.
+    pub fn share(&self) -> std::io::Result<Listener> {
+        use std::os::fd::AsFd;
+        let inner = match &self.inner {
+            EitherListener::Tcp(l) => {
+                let l = std::net::TcpListener::from(l.as_fd().try_clone_to_owned()?);
+                l.set_nonblocking(true)?;
+                EitherListener::Tcp(TcpListener::from_std(l)?)
+            }
+            EitherListener::Unix(l) => {
+                let l = std::os::unix::net::UnixListener::from(l.as_fd().try_clone_to_owned()?);
+                l.set_nonblocking(true)?;
+                EitherListener::Unix(UnixListener::from_std(l)?)
+            }
+        };
+        Ok(Listener {
+            inner,
+            path: None,
+            count: None,
+            paused: None,
+        })
+    }
+
     /// Stops accepting while `paused` is `true` (a pause is for good: see `poll_accept`).
     pub fn pausable(mut self, paused: Arc<AtomicBool>) -> Self {
         self.paused = Some(paused);

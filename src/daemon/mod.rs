@@ -4,6 +4,7 @@
 pub mod limits;
 mod listener;
 pub mod memory;
+pub mod reload;
 pub mod systemd;
 
 use std::future::Future;
@@ -81,9 +82,9 @@ const HANDOFF_WAIT: Duration = Duration::from_secs(5);
 /// When `stop` turns `true`, accepting stops and every connection is given back as soon
 /// as it is between requests (waiting at most 5 s for open requests); the connections are
 /// returned, for the service manager to keep. A `stop` whose sender is gone never stops.
-pub async fn serve_auth(
+pub async fn serve_auth<V: dovecot_auth::Verifier>(
     listener: Listener,
-    service: Arc<AuthService>,
+    service: Arc<V>,
     cap: usize,
     idle: Duration,
     stop: watch::Receiver<bool>,
@@ -235,7 +236,7 @@ pub async fn serve_milter<T: Send + 'static>(
     cap: usize,
     idle: Duration,
     drain: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let gauge = Arc::new(limits::Gauge::default());
     let paused = Arc::new(AtomicBool::new(false));
@@ -247,34 +248,130 @@ pub async fn serve_milter<T: Send + 'static>(
         connection_timeout: idle,
         ..Default::default()
     };
-    let shutdown = async move {
-        let _ = stop.wait_for(|s| *s).await;
-        paused.store(true, Ordering::Relaxed);
-        let open = gauge.open();
-        if open == 0 {
-            return;
-        }
-        info!(
-            listener = name,
-            open, "stopping: waiting for open milter sessions to end"
-        );
-        let deadline = tokio::time::Instant::now() + drain;
-        while gauge.open() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let open = gauge.open();
-        if open > 0 {
-            warn!(
-                listener = name,
-                open,
-                "milter sessions still open after drain_timeout: ended (Postfix applies \
-                 milter_default_action, 451 4.7.1 by default, to those messages)"
-            );
-        }
-    };
+    let shutdown = drain_sessions(name, stop, paused, gauge, drain);
     if let Err(e) = indymilter::run(listener, callbacks, config, shutdown).await {
         error!(error = %e, "milter stopped");
     }
+}
+
+/// Resolves, for indymilter to end the sessions still open, once `stop` has turned `true`
+/// (or its sender is gone), accepting is paused and the sessions counted in `gauge` have
+/// ended or `drain` has passed.
+async fn drain_sessions(
+    name: &'static str,
+    mut stop: watch::Receiver<bool>,
+    paused: Arc<AtomicBool>,
+    gauge: Arc<limits::Gauge>,
+    drain: Duration,
+) {
+    let _ = stop.wait_for(|s| *s).await;
+    paused.store(true, Ordering::Relaxed);
+    let open = gauge.open();
+    if open == 0 {
+        return;
+    }
+    info!(
+        listener = name,
+        open, "stopping: waiting for open milter sessions to end"
+    );
+    let deadline = tokio::time::Instant::now() + drain;
+    while gauge.open() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let open = gauge.open();
+    if open > 0 {
+        warn!(
+            listener = name,
+            open,
+            "milter sessions still open after drain_timeout: ended (Postfix applies \
+             milter_default_action, 451 4.7.1 by default, to those messages)"
+        );
+    }
+}
+
+/// A milter that follows reloads: each config from `configs` gets a generation of its
+/// own (callbacks from `make`, cap and idle timeout from `limits`) accepting on `listener`;
+/// the previous generation stops accepting and its sessions finish on the config they
+/// started with. At stop every generation drains as [`serve_milter`] does.
+async fn serve_milter_generations<T, F>(
+    name: &'static str,
+    listener: Listener,
+    make: F,
+    limits: fn(&Config) -> (usize, Duration),
+    mut configs: watch::Receiver<Arc<Config>>,
+    stop: watch::Receiver<bool>,
+) where
+    T: Send + 'static,
+    F: Fn(&Arc<Config>) -> anyhow::Result<indymilter::Callbacks<T>>,
+{
+    let gauge = Arc::new(limits::Gauge::default());
+    let mut generations = JoinSet::new();
+    let mut current: Option<Arc<AtomicBool>> = None;
+    let mut cfg = Arc::clone(&configs.borrow_and_update());
+    let mut callbacks = match make(&cfg) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            error!(listener = name, error = %e, "milter not started");
+            None
+        }
+    };
+    let mut stopping = stop.clone();
+    loop {
+        if let Some(callbacks) = callbacks.take() {
+            // Every generation accepts on a duplicate; `listener` keeps the socket (and its
+            // file) until the end.
+            match listener.share() {
+                Ok(l) => {
+                    let paused = Arc::new(AtomicBool::new(false));
+                    let (cap, idle) = limits(&cfg);
+                    let l = l
+                        .counting(name, Arc::clone(&gauge), cap)
+                        .pausable(Arc::clone(&paused));
+                    let config = indymilter::Config {
+                        max_connections: cap,
+                        connection_timeout: idle,
+                        ..Default::default()
+                    };
+                    let shutdown = drain_sessions(
+                        name,
+                        stop.clone(),
+                        Arc::clone(&paused),
+                        Arc::clone(&gauge),
+                        cfg.drain_timeout.0,
+                    );
+                    generations.spawn(async move {
+                        if let Err(e) = indymilter::run(l, callbacks, config, shutdown).await {
+                            error!(error = %e, "milter stopped");
+                        }
+                    });
+                    if let Some(old) = current.replace(paused) {
+                        old.store(true, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => error!(listener = name, error = %e, "reload not applied to this milter"),
+            }
+        }
+        let changed = tokio::select! {
+            _ = async { let _ = stopping.wait_for(|s| *s).await; } => break,
+            changed = configs.changed() => changed.is_ok(),
+        };
+        if !changed {
+            // No more reloads: serve until stop.
+            let _ = stopping.wait_for(|s| *s).await;
+            break;
+        }
+        let new = Arc::clone(&configs.borrow_and_update());
+        match make(&new) {
+            Ok(c) => {
+                cfg = new;
+                callbacks = Some(c);
+            }
+            Err(e) => error!(listener = name, error = %e, "reload not applied to this milter"),
+        }
+    }
+    while generations.join_next().await.is_some() {}
+    // Dropped last: a socket file this process bound is removed with it.
+    drop(listener);
 }
 
 /// Hands the auth connections to the service manager's store (they are closed when there is
@@ -312,6 +409,54 @@ fn store_handed_off(handed: Vec<HandedOff>) {
     );
 }
 
+/// Applies each reload request of `r` (see [`reload`]): loads the config, builds the new
+/// services, and only when all of them build swaps them in.
+async fn follow_reloads(
+    mut r: reload::Reload,
+    mut current: Arc<Config>,
+    pool: Arc<Pool>,
+    events: Arc<EventSink>,
+    auth: Arc<reload::Live<AuthService>>,
+    publish: watch::Sender<Arc<Config>>,
+) {
+    while r.requests.recv().await.is_some() {
+        let _ = systemd::notify("RELOADING=1\n");
+        let new = match (r.load)() {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                error!(error = %e, "reload refused: the configuration does not load; the running one stays");
+                let _ = systemd::notify("READY=1\n");
+                continue;
+            }
+        };
+        let built = AuthService::new(Arc::clone(&new), Arc::clone(&pool), Arc::clone(&events))
+            .and_then(|a| {
+                milter::inbound::InboundMilter::new(Arc::clone(&new), Arc::clone(&events))?;
+                Ok(a)
+            });
+        match built {
+            Ok(service) => {
+                let later = reload::restart_only_changes(&current, &new);
+                if !later.is_empty() {
+                    warn!(
+                        keys = later.join(", "),
+                        "reload: these settings changed and take effect at the next restart"
+                    );
+                }
+                auth.set(Arc::new(service));
+                let _ = publish.send(Arc::clone(&new));
+                (r.applied)(&new);
+                current = new;
+                info!("configuration reloaded: new logins and new milter sessions use it");
+            }
+            Err(e) => {
+                error!(error = %format!("{e:#}"), "reload refused: the running configuration stays")
+            }
+        }
+        let _ = systemd::notify("READY=1\n");
+    }
+}
+
 /// Runs the daemon until `shutdown` resolves.
 ///
 /// `passed` holds the sockets (and auth connections) a service manager passed (see
@@ -324,6 +469,7 @@ pub async fn run(
     cfg: Config,
     passed: Passed,
     shutdown: impl Future<Output = ()>,
+    reload: Option<reload::Reload>,
 ) -> anyhow::Result<()> {
     memory::tune_allocator();
     // Create and migrate the store once; the pool opens it without creating it.
@@ -350,11 +496,13 @@ pub async fn run(
         cfg.event_journal_path(),
         cfg.journal_max_bytes(),
     );
-    let auth_service = Arc::new(AuthService::new(
+    let auth_service = Arc::new(reload::Live::new(Arc::new(AuthService::new(
         Arc::clone(&cfg),
         Arc::clone(&pool),
         Arc::clone(&events),
-    )?);
+    )?)));
+    // Fails here, before anything listens, on a bad DNS setting or ARC key.
+    milter::inbound::InboundMilter::new(Arc::clone(&cfg), Arc::clone(&events))?;
     let Passed {
         listeners: mut activated,
         auth_connections,
@@ -364,7 +512,7 @@ pub async fn run(
     let (stop_auth, auth_stopped) = watch::channel(false);
     let auth_task = tokio::spawn(serve_auth(
         auth_listener,
-        auth_service,
+        Arc::clone(&auth_service),
         cfg.auth.max_connections as usize,
         cfg.auth.idle_timeout.0,
         auth_stopped,
@@ -381,39 +529,50 @@ pub async fn run(
         warn!(name, "the service manager passed a socket no listener uses");
     }
     let (stop_milters, milters_stopped) = tokio::sync::watch::channel(false);
-    let submission_task = tokio::spawn(serve_milter(
+    let (publish, configs) = watch::channel(Arc::clone(&cfg));
+    let (sub_pool, sub_events) = (Arc::clone(&pool), Arc::clone(&events));
+    let submission_task = tokio::spawn(serve_milter_generations(
         "submission",
         submission_listener,
-        milter::submission::callbacks(milter::submission::SubmissionMilter::new(
-            Arc::clone(&cfg),
-            Arc::clone(&pool),
-            Arc::clone(&events),
-        )),
-        cfg.submission.max_connections as usize,
-        cfg.submission.idle_timeout.0,
-        cfg.drain_timeout.0,
+        move |cfg: &Arc<Config>| {
+            Ok(milter::submission::callbacks(
+                milter::submission::SubmissionMilter::new(
+                    Arc::clone(cfg),
+                    Arc::clone(&sub_pool),
+                    Arc::clone(&sub_events),
+                ),
+            ))
+        },
+        |c| {
+            (
+                c.submission.max_connections as usize,
+                c.submission.idle_timeout.0,
+            )
+        },
+        configs.clone(),
         milters_stopped.clone(),
     ));
-
-    let inbound_task = tokio::spawn(serve_milter(
+    let in_events = Arc::clone(&events);
+    let inbound_task = tokio::spawn(serve_milter_generations(
         "inbound",
         inbound_listener,
-        milter::inbound::callbacks(milter::inbound::InboundMilter::new(
-            Arc::clone(&cfg),
-            Arc::clone(&events),
-        )?),
-        cfg.inbound.max_connections as usize,
-        cfg.inbound.idle_timeout.0,
-        cfg.drain_timeout.0,
+        move |cfg: &Arc<Config>| {
+            Ok(milter::inbound::callbacks(
+                milter::inbound::InboundMilter::new(Arc::clone(cfg), Arc::clone(&in_events))?,
+            ))
+        },
+        |c| (c.inbound.max_connections as usize, c.inbound.idle_timeout.0),
+        configs.clone(),
         milters_stopped.clone(),
     ));
 
-    let (prune_cfg, prune_pool) = (Arc::clone(&cfg), Arc::clone(&pool));
+    let (prune_cfgs, prune_pool) = (configs.clone(), Arc::clone(&pool));
     let pruner = tokio::spawn(async move {
         let mut tick = tokio::time::interval(PRUNE_EVERY);
         loop {
             tick.tick().await;
-            let (c, p) = (Arc::clone(&prune_cfg), Arc::clone(&prune_pool));
+            let c = Arc::clone(&prune_cfgs.borrow());
+            let p = Arc::clone(&prune_pool);
             let _ = tokio::task::spawn_blocking(move || prune(&c, &p)).await;
         }
     });
@@ -432,8 +591,20 @@ pub async fn run(
     if let Err(e) = systemd::notify_ready() {
         warn!(error = %e, "could not notify the service manager");
     }
+    let reloader = reload.map(|r| {
+        let (cfg, pool, events, live) = (
+            Arc::clone(&cfg),
+            Arc::clone(&pool),
+            Arc::clone(&events),
+            Arc::clone(&auth_service),
+        );
+        tokio::spawn(follow_reloads(r, cfg, pool, events, live, publish))
+    });
     shutdown.await;
     let _ = systemd::notify_stopping();
+    if let Some(r) = reloader {
+        r.abort();
+    }
     pruner.abort();
     trimmer.abort();
     // Milter sessions first: their SMTP sessions may still log in (auth keeps serving).

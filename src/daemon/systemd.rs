@@ -145,7 +145,7 @@ pub fn notify_stopping() -> std::io::Result<()> {
     notify("STOPPING=1\n")
 }
 
-fn notify(state: &str) -> std::io::Result<()> {
+pub fn notify(state: &str) -> std::io::Result<()> {
     match Notifier::connect() {
         Ok(n) => n.send(state, None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -301,6 +301,24 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Sends `signal` (e.g. "HUP") to the running daemon, by its PID.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("daemon running");
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal}");
+    }
+
+    /// Whether the daemon process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
     /// Runs an admin command against the daemon's store and config.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(BIN)
