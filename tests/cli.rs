@@ -1445,6 +1445,21 @@ fn throttle_list_and_clear_and_the_block_outlives_a_restart() {
         common::dovecot_login(port, user, pass, "192.0.2.5"),
         format!("OK\t1\tuser={user}")
     );
+    // The successful login made the address known for the username.
+    let known = pw.json(&["throttle", "list", "--known"]);
+    let rows = known.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{known}");
+    assert_eq!(rows[0]["username"], user);
+    assert_eq!(rows[0]["address"], "192.0.2.5");
+    assert!(rows[0]["expires"].as_i64().unwrap() > 0);
+    let table = pw.ok(&["throttle", "list", "--known"]);
+    assert!(table.starts_with("USERNAME"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(user) && l.contains("192.0.2.5")),
+        "{table}"
+    );
     // An IPv6 address clears its /64.
     assert_eq!(
         common::dovecot_login(port, user, "guess", "2001:db8:1:2::7"),

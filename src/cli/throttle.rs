@@ -15,7 +15,13 @@ use super::output::{emit, emit_table, CliResult};
 pub enum ThrottleCmd {
     /// List the addresses and usernames with failed logins in the current window, and
     /// whether their attempts fail unchecked.
-    List,
+    List {
+        /// Instead, list the addresses each username logged in from recently
+        /// (`auth.throttle.known_address_ttl`): their attempts for that username are not
+        /// held to its per-username budget.
+        #[arg(long)]
+        known: bool,
+    },
     /// Forget the counters of a client address (IPv6: its /64) or a username, so that its
     /// next login is checked again.
     Clear {
@@ -60,7 +66,24 @@ pub(super) fn run(cfg: &Config, json: bool, cmd: &ThrottleCmd) -> CliResult {
     let mut store = open_store(cfg, false)?;
     let penalty = Penalty::new(&cfg.auth.throttle);
     match cmd {
-        ThrottleCmd::List => {
+        ThrottleCmd::List { known: true } => {
+            let list = store.throttle_known(now())?;
+            let value = serde_json::to_value(&list).unwrap_or_default();
+            emit_table(
+                json,
+                value,
+                &["USERNAME", "ADDRESS", "KNOWN_UNTIL"],
+                &list,
+                |k| {
+                    vec![
+                        printable(&k.username),
+                        k.address.clone(),
+                        format_time(k.expires),
+                    ]
+                },
+            );
+        }
+        ThrottleCmd::List { known: false } => {
             let list = store.throttle_list(now())?;
             let value = json!(list
                 .iter()

@@ -17,7 +17,9 @@ pub use dmarc::{
     DkimAuth, DmarcRow, PolicyOverride, PublishedTags, ReportUri, SentReport, SpfAuth,
 };
 pub use event::{AuthReason, Event, EventFilter, EventKind};
-pub use throttle::{ThrottleAttempt, ThrottleCount, ThrottleEntry, ThrottleKind, ThrottleRelease};
+pub use throttle::{
+    KnownAddress, ThrottleAttempt, ThrottleCount, ThrottleEntry, ThrottleKind, ThrottleRelease,
+};
 
 /// An enum with one fixed string form per variant: `as_str`, `parse`, `Display`,
 /// `FromStr` and `Serialize` all use it, so the store, the logs and `--json` agree.

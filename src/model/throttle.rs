@@ -56,6 +56,17 @@ pub struct ThrottleRelease<'a> {
     pub known: Option<(&'a str, i64)>,
 }
 
+/// An address a username logged in from recently: its attempts for that username are not
+/// held to the per-username budget (`throttle list --known`).
+#[derive(Debug, Clone, Serialize)]
+pub struct KnownAddress {
+    pub username: String,
+    /// The address key (IPv4, or an IPv6 /64).
+    pub address: String,
+    /// Until when (Unix seconds), unless another successful login moves it on.
+    pub expires: i64,
+}
+
 /// A live counter, as `throttle list` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ThrottleEntry {

@@ -16,8 +16,8 @@ use std::fmt;
 use crate::config::Config;
 use crate::model::{
     Account, AccountKind, Credential, Discovered, DkimAlgorithm, DkimKeyInfo, DmarcRow, Domain,
-    Event, EventFilter, LoginFacts, LoginRecord, Organization, SenderCheck, SentReport, SigningKey,
-    ThrottleAttempt, ThrottleCount, ThrottleEntry, ThrottleRelease,
+    Event, EventFilter, KnownAddress, LoginFacts, LoginRecord, Organization, SenderCheck,
+    SentReport, SigningKey, ThrottleAttempt, ThrottleCount, ThrottleEntry, ThrottleRelease,
 };
 
 pub use pool::{Pool, Pooled};
@@ -193,6 +193,9 @@ pub trait Throttle {
     fn throttle_release(&mut self, release: &ThrottleRelease) -> Result<()>;
     /// The counters with failures whose window has not ended at `now`, busiest first.
     fn throttle_list(&self, now: i64) -> Result<Vec<ThrottleEntry>>;
+    /// The addresses known for a username (a successful login within
+    /// `known_address_ttl`) at `now`, by username.
+    fn throttle_known(&self, now: i64) -> Result<Vec<KnownAddress>>;
     /// Forgets the counters of `key` (an address key or a username); returns how many
     /// went. Refused when there are none. An admin change.
     fn throttle_clear(&mut self, key: &str) -> Result<usize>;

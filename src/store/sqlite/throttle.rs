@@ -1,7 +1,9 @@
 use rusqlite::params;
 
 use super::{sql_enum, SqliteStore};
-use crate::model::{ThrottleAttempt, ThrottleCount, ThrottleEntry, ThrottleKind, ThrottleRelease};
+use crate::model::{
+    KnownAddress, ThrottleAttempt, ThrottleCount, ThrottleEntry, ThrottleKind, ThrottleRelease,
+};
 use crate::store::{refused, Result, Throttle};
 
 /// One more attempt on a counter: a counter whose window has ended starts again.
@@ -75,6 +77,21 @@ impl Throttle for SqliteStore {
                     key: r.get(1)?,
                     failures: r.get(2)?,
                     window_end: r.get(3)?,
+                })
+            },
+        )
+    }
+
+    fn throttle_known(&self, now: i64) -> Result<Vec<KnownAddress>> {
+        self.db().list(
+            "SELECT username, address, expires FROM throttle_known WHERE expires > ?1
+             ORDER BY username, address",
+            [now],
+            |r| {
+                Ok(KnownAddress {
+                    username: r.get(0)?,
+                    address: r.get(1)?,
+                    expires: r.get(2)?,
                 })
             },
         )
