@@ -2,7 +2,8 @@
 # Installs the built .deb on this machine and proves the README's three install steps
 # against Debian's own Postfix (chrooted smtpd, as Debian ships it):
 #   apt install ./postwarden_*.deb; postwarden postfix-setup --apply; create a credential;
-# then swaks on 587: 235 + delivered to a sink, wrong password 535; then apt remove/purge.
+# then swaks on 587: 235 + delivered to a sink, wrong password 535; a package upgrade under
+# load that no session notices; then apt remove/purge.
 # It changes the system (package, /etc/postfix, a system Postfix on loopback), so it runs
 # as root only under CI=true or POSTWARDEN_PACKAGE_TEST=1, and restores /etc/postfix.
 set -euo pipefail
@@ -29,10 +30,15 @@ log() { echo "test-package: $*"; }
 tar -C /etc -cf "$work/etc-postfix.tar" postfix
 cleanup() {
     set +e
+    # The service manager stops the daemon when its command pipe closes.
+    { exec 7>&-; } 2>/dev/null
     if [ -f /var/spool/postfix/pid/master.pid ]; then
         mpid=$(tr -d ' ' < /var/spool/postfix/pid/master.pid)
         kill -TERM "$mpid" 2>/dev/null
         for _ in $(seq 50); do kill -0 "$mpid" 2>/dev/null || break; sleep 0.1; done
+    fi
+    if [ -n "${manager_pid:-}" ]; then
+        for _ in $(seq 400); do kill -0 "$manager_pid" 2>/dev/null || break; sleep 0.1; done
     fi
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     if dpkg -s postwarden >/dev/null 2>&1; then apt-get purge -y -qq postwarden >/dev/null 2>&1; fi
@@ -92,26 +98,42 @@ postwarden postfix-setup --apply >/dev/null || fail "postfix-setup --apply"
 [ "$(postconf -h smtpd_sasl_type)" = dovecot ] || fail "smtpd_sasl_type not set"
 postfix check || fail "postfix check"
 
-# --- start postwarden the way the units do: systemd creates the sockets (as postfix,
-# mode 0660) and passes them; the daemon runs as user postwarden with the unit's ExecStart.
+# --- start postwarden the way the units do: the service manager creates the sockets (as
+# postfix, mode 0660), passes them, keeps the descriptor store (FileDescriptorStoreMax=) and
+# restarts the service on request; the daemon runs as user postwarden with the unit's
+# ExecStart. (PID 1 here is not systemd: tests/support/service-manager.py speaks systemd's
+# socket, notify and store protocol.)
 exec_start=$(sed -n 's/^ExecStart=//p' /lib/systemd/system/postwarden.service)
+fdstore_max=$(sed -n 's/^FileDescriptorStoreMax=//p' /lib/systemd/system/postwarden.service)
+[ -n "$fdstore_max" ] || fail "no FileDescriptorStoreMax= in postwarden.service"
 socket_args=()
-names=()
 for name in auth submission inbound; do
-    path=$(sed -n 's/^ListenStream=//p' "/lib/systemd/system/postwarden-$name.socket")
-    socket_args+=(-l "$path")
-    names+=("$name")
+    unit=/lib/systemd/system/postwarden-$name.socket
+    path=$(sed -n 's/^ListenStream=//p' "$unit")
+    [ "$(sed -n 's/^FileDescriptorName=//p' "$unit")" = "$name" ] || fail "$unit: FileDescriptorName"
+    socket_args+=(--socket "$name=$path")
 done
-(IFS=:; echo "${names[*]}") > "$work/fdnames"
-systemd-socket-activate "${socket_args[@]}" --fdname="$(cat "$work/fdnames")" \
-    -- setpriv --reuid=postwarden --regid=postwarden --init-groups $exec_start \
-    > "$work/postwarden.log" 2>&1 &
-pids+=($!)
+mkfifo "$work/manager.in"
+python3 tests/support/service-manager.py "${socket_args[@]}" --owner postfix \
+    --fdstore-max "$fdstore_max" \
+    -- /usr/bin/setpriv --reuid=postwarden --regid=postwarden --init-groups $exec_start \
+    < "$work/manager.in" > "$work/manager.out" 2> "$work/postwarden.log" &
+manager_pid=$!
+pids+=($manager_pid)
+exec 7> "$work/manager.in"
+manager_line() {  # waits for the manager's next line starting with $1
+    for _ in $(seq 600); do
+        if grep -q "^error:" "$work/manager.out"; then cat "$work/manager.out"; fail "service manager"; fi
+        if [ "$(grep -c "^$1" "$work/manager.out")" -ge "$2" ]; then return 0; fi
+        sleep 0.1
+    done
+    fail "service manager: no '$1' line"
+}
+manager_line ready 1
 for name in auth submission inbound; do
     path=/var/spool/postfix/private/postwarden-$name
-    for _ in $(seq 100); do [ -S "$path" ] && break; sleep 0.1; done
     [ -S "$path" ] || fail "socket $path not created"
-    chown postfix:postfix "$path" && chmod 0660 "$path"   # SocketUser/SocketGroup/SocketMode
+    [ "$(stat -c '%U:%G %a' "$path")" = "postfix:postfix 660" ] || fail "socket $path owner or mode"
 done
 
 # --- smtp-sink as the relay host; Debian's Postfix started as its service does ---
@@ -144,10 +166,56 @@ grep -q "535 5.7.8 Error: authentication failed" <<<"$out" || { echo "$out"; fai
 postwarden log --kind auth | grep -q "reason=bad_password" || fail "auth event missing"
 log "235 + delivered, 535 for a wrong password: ok"
 
+# --- a package upgrade under load: dpkg replaces the files while submissions keep coming
+# (two clients), then the service restarts as the postinst asks systemd to; no session may
+# fail and every queued message must arrive ---
+load() {
+    local i=0
+    while [ ! -e "$work/stop-load" ]; do
+        i=$((i + 1))
+        if swaks --server 127.0.0.1:587 --tls --auth PLAIN --auth-user "$user" \
+            --auth-password "$pass" --from alice@acme.example --to rcpt@dest.example \
+            --header "Subject: upgrade-$1-$i" > "$work/load-$1-$i.txt" 2>&1 \
+            && grep -q "250 2.0.0 Ok: queued" "$work/load-$1-$i.txt"; then
+            echo "upgrade-$1-$i" >> "$work/load-ok"
+        else
+            echo "upgrade-$1-$i" >> "$work/load-failed"
+        fi
+    done
+}
+touch "$work/load-ok" "$work/load-failed"
+load 1 & lp1=$!
+load 2 & lp2=$!
+sleep 3
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall "./$deb" >/dev/null
+grep -q "restart postwarden.service" /var/lib/dpkg/info/postwarden.postinst || fail "postinst restarts no service"
+echo restart >&7
+manager_line restarted 1
+sleep 3
+touch "$work/stop-load"
+wait "$lp1" "$lp2"
+sessions=$(( $(wc -l < "$work/load-ok") + $(wc -l < "$work/load-failed") ))
+failed=$(wc -l < "$work/load-failed")
+log "upgrade under load: $sessions sessions, $failed failed; $(grep '^restarted' "$work/manager.out")"
+if [ "$failed" -ne 0 ]; then
+    for f in $(cat "$work/load-failed"); do grep -E '^ *<[~*-]+ *[45][0-9][0-9]' "$work/load-${f#upgrade-}.txt" || true; done
+    fail "sessions failed during the upgrade"
+fi
+[ "$sessions" -ge 4 ] || fail "too little load during the upgrade ($sessions sessions)"
+for s in $(cat "$work/load-ok"); do
+    for _ in $(seq 100); do grep -rqsE "^Subject: $s"$'\r'"?\$" "$work/sink" && break; sleep 0.2; done
+    grep -rqsE "^Subject: $s"$'\r'"?\$" "$work/sink" || fail "$s queued but never delivered"
+done
+grep -q "auth connections taken over from the previous process" "$work/postwarden.log" \
+    || fail "the new process took over no auth connection"
+log "upgrade under load: no failed session, every message delivered"
+
 # --- stop what we started (by PID) ---
 mpid=$(tr -d ' ' < /var/spool/postfix/pid/master.pid)
 kill -TERM "$mpid"; for _ in $(seq 50); do kill -0 "$mpid" 2>/dev/null || break; sleep 0.1; done
-for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+echo stop >&7
+exec 7>&-
+for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 pids=()
 
 # --- 4. remove keeps config and data; purge removes them ---
@@ -158,4 +226,4 @@ apt-get remove -y -qq postwarden >/dev/null
 apt-get purge -y -qq postwarden >/dev/null
 [ ! -e /etc/postwarden ] || fail "config left after purge"
 [ ! -e /var/lib/postwarden ] || fail "data left after purge"
-log "install, postfix-setup, send, remove, purge: ok"
+log "install, postfix-setup, send, upgrade under load, remove, purge: ok"

@@ -57,6 +57,9 @@ class Manager:
         self.notify_path = os.path.join(self.notify_dir, "notify")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
+        # Any user may send to it (as with systemd's): the service may run as another user.
+        os.chmod(self.notify_dir, 0o755)
+        os.chmod(self.notify_path, 0o666)
         self.notify.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         self.store = []  # (name, fd)
         self.pid = None
