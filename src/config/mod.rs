@@ -186,6 +186,10 @@ pub struct AuthConfig {
     pub max_connections: u32,
     /// How long an auth connection without a request may stay silent before it is closed.
     pub idle_timeout: HumanDuration,
+    /// Usernames whose lately verified password is remembered (0: off).
+    pub login_cache_entries: u32,
+    /// How long a remembered verification counts.
+    pub login_cache_ttl: HumanDuration,
     /// `[auth.throttle]`: brute-force protection.
     pub throttle: ThrottleConfig,
 }

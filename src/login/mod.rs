@@ -22,6 +22,7 @@ use dovecot_auth::{Attempt, Refusal, Verdict, Verifier};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
+pub mod cache;
 pub mod credential;
 pub mod throttle;
 
@@ -51,6 +52,8 @@ pub struct AuthService {
     dummy_hash: String,
     /// argon2 verifications run so far (shows that every checked attempt costs one).
     verifications: Arc<AtomicU64>,
+    /// Logins repeated with the password verified lately skip argon2 ([`cache`]).
+    cache: Arc<cache::LoginCache>,
     events: Arc<EventSink>,
 }
 
@@ -87,6 +90,10 @@ impl AuthService {
             hash_slots: Semaphore::new(slots),
             dummy_hash,
             verifications: Arc::new(AtomicU64::new(0)),
+            cache: Arc::new(cache::LoginCache::new(
+                cfg.auth.login_cache_entries as usize,
+                cfg.auth.login_cache_ttl.0,
+            )),
             events,
             store,
             cfg,
@@ -136,24 +143,43 @@ impl AuthService {
     /// Looks the login up and checks the password (blocking: store and argon2). A success
     /// also records the credential's last use, gives back the attempt's throttle counts
     /// and remembers the address as known for the username: `release`.
+    ///
+    /// With `cached` (the cache knew the password), a row that still matches the cache
+    /// entry needs no argon2; one that does not gives `None`: check again, with a slot.
+    #[allow(clippy::too_many_arguments)]
     fn check(
         store: &mut dyn Store,
         dummy: &str,
         verifications: &AtomicU64,
+        cache: &cache::LoginCache,
+        cached: bool,
         login: &str,
         password: &str,
         ip: Option<&str>,
         release: &ThrottleRelease,
-    ) -> Result<Checked, StoreError> {
+    ) -> Result<Option<Checked>, StoreError> {
         let record = store.login_record(login)?;
-        let hash = record.as_ref().map_or(dummy, |r| r.hash.as_str());
-        verifications.fetch_add(1, Ordering::Relaxed);
-        let matches = credential::verify_password(password, hash).map_err(StoreError::Fault)?;
+        let matches = match &record {
+            Some(r) if cached && cache.verified(login, r.credential_id, &r.hash, password) => true,
+            _ if cached => return Ok(None),
+            _ => {
+                let hash = record.as_ref().map_or(dummy, |r| r.hash.as_str());
+                verifications.fetch_add(1, Ordering::Relaxed);
+                let matches =
+                    credential::verify_password(password, hash).map_err(StoreError::Fault)?;
+                if let (true, Some(r)) = (matches, &record) {
+                    if !r.revoked {
+                        cache.remember(login, r.credential_id, &r.hash, password);
+                    }
+                }
+                matches
+            }
+        };
         let Some(record) = record else {
-            return Ok(Checked {
+            return Ok(Some(Checked {
                 reason: Reason::UnknownUser,
                 organization: None,
-            });
+            }));
         };
         let reason = match (matches, record.revoked) {
             (false, _) => Reason::BadPassword,
@@ -164,10 +190,10 @@ impl AuthService {
                 Reason::Ok
             }
         };
-        Ok(Checked {
+        Ok(Some(Checked {
             reason,
             organization: Some(record.organization),
-        })
+        }))
     }
 
     /// Appends the `auth` event and waits until it is written (or kept for later).
@@ -221,42 +247,58 @@ impl AuthService {
         // The username's count, when this attempt is in it (not from a known address).
         let counted_user = user.filter(|_| count.username.is_some());
 
-        let permit = match tokio::time::timeout(HASH_QUEUE_WAIT, self.hash_slots.acquire()).await {
-            Ok(Ok(p)) => p,
-            _ => {
-                warn!(login = %a.login, client = %ip, "too many logins at once: temporary failure");
-                self.release_unchecked(&ip, counted_user.as_deref()).await;
-                self.record(&a.login, a.remote_ip, Reason::Fault, None)
-                    .await;
-                return Verdict::Fault("password checks saturated".into());
+        // A password verified lately for this username skips the argon2 queue; the row
+        // decides whether it still counts.
+        let mut cached = self.cache.knows(&a.login, &a.password);
+        let checked = loop {
+            let permit = if cached {
+                None
+            } else {
+                match tokio::time::timeout(HASH_QUEUE_WAIT, self.hash_slots.acquire()).await {
+                    Ok(Ok(p)) => Some(p),
+                    _ => {
+                        warn!(login = %a.login, client = %ip, "too many logins at once: temporary failure");
+                        self.release_unchecked(&ip, counted_user.as_deref()).await;
+                        self.record(&a.login, a.remote_ip, Reason::Fault, None)
+                            .await;
+                        return Verdict::Fault("password checks saturated".into());
+                    }
+                }
+            };
+            let (dummy, login, password) =
+                (self.dummy_hash.clone(), a.login.clone(), a.password.clone());
+            let ip_for_store = a.remote_ip.map(|i| i.to_string());
+            let (verifications, cache) = (Arc::clone(&self.verifications), Arc::clone(&self.cache));
+            let (address, known_until) = (ip.clone(), now() + self.known_ttl_secs);
+            let counted = counted_user.clone();
+            let result = self
+                .store
+                .run(move |store| {
+                    let release = ThrottleRelease {
+                        address: &address,
+                        username: counted.as_deref(),
+                        known: Some((username_key(&login), known_until)),
+                    };
+                    Self::check(
+                        store,
+                        &dummy,
+                        &verifications,
+                        &cache,
+                        cached,
+                        &login,
+                        &password,
+                        ip_for_store.as_deref(),
+                        &release,
+                    )
+                })
+                .await;
+            drop(permit);
+            match result {
+                Ok(None) => cached = false,
+                Ok(Some(c)) => break Ok(c),
+                Err(e) => break Err(e),
             }
         };
-        let (dummy, login, password) =
-            (self.dummy_hash.clone(), a.login.clone(), a.password.clone());
-        let ip_for_store = a.remote_ip.map(|i| i.to_string());
-        let verifications = Arc::clone(&self.verifications);
-        let (address, known_until) = (ip.clone(), now() + self.known_ttl_secs);
-        let checked = self
-            .store
-            .run(move |store| {
-                let release = ThrottleRelease {
-                    address: &address,
-                    username: counted_user.as_deref(),
-                    known: Some((username_key(&login), known_until)),
-                };
-                Self::check(
-                    store,
-                    &dummy,
-                    &verifications,
-                    &login,
-                    &password,
-                    ip_for_store.as_deref(),
-                    &release,
-                )
-            })
-            .await;
-        drop(permit);
-
         let checked = match checked {
             Ok(c) => c,
             Err(e) => {
@@ -474,6 +516,71 @@ mod tests {
         );
         let cred = &store.credential_list(None).unwrap()[0];
         assert_eq!(cred.last_ip.as_deref(), Some("192.0.2.1"));
+    }
+
+    #[tokio::test]
+    async fn repeated_logins_skip_argon2_until_the_row_changes_and_revoke_applies_at_once() {
+        let f = fixture("");
+        let count = || f.service.verifications.load(Ordering::Relaxed);
+        let ok = Verdict::Ok {
+            user: f.user.clone(),
+        };
+        let login = |pass: &str| {
+            let a = attempt(&f.user, pass, "192.0.2.1", true);
+            let service = &f.service;
+            async move { service.verify(&a).await }
+        };
+        assert_eq!(login(&f.pass).await, ok);
+        assert_eq!(count(), 1);
+        for _ in 0..5 {
+            assert_eq!(login(&f.pass).await, ok);
+        }
+        assert_eq!(count(), 1, "repeated logins ran argon2");
+        // A wrong password is checked in full and does not enter the cache.
+        assert_eq!(login("wrong").await, FAIL);
+        assert_eq!(count(), 2);
+        assert_eq!(login("wrong").await, FAIL);
+        assert_eq!(count(), 3, "a failure was cached");
+        assert_eq!(login(&f.pass).await, ok);
+        assert_eq!(count(), 3);
+        // Everything else still happens: every login is an event, the last one recorded.
+        assert_eq!(reasons(&f).iter().filter(|r| *r == "ok").count(), 7);
+
+        // Another front end resets the hash: the old password fails at the next login.
+        let db = rusqlite::Connection::open(f.cfg.store_path()).unwrap();
+        let other = credential::hash_password("another", &f.cfg.password_hash).unwrap();
+        db.execute(
+            "UPDATE credential SET hash = ?1 WHERE username = ?2",
+            [&other, &f.user],
+        )
+        .unwrap();
+        assert_eq!(login(&f.pass).await, FAIL);
+        assert_eq!(count(), 4, "the changed row is checked in full");
+        assert_eq!(login("another").await, ok);
+        assert_eq!(login("another").await, ok);
+        assert_eq!(count(), 5);
+
+        // Revoked with the cache warm: refused at the very next login.
+        let mut store = Store::open_existing(&f.cfg.store_path(), Duration::from_secs(1)).unwrap();
+        store.credential_revoke(&f.user).unwrap();
+        assert_eq!(login("another").await, FAIL);
+        assert_eq!(reasons(&f).last().unwrap(), "revoked");
+        // Deleted: unknown, at once.
+        db.execute("DELETE FROM credential WHERE username = ?1", [&f.user])
+            .unwrap();
+        assert_eq!(login("another").await, FAIL);
+        assert_eq!(reasons(&f).last().unwrap(), "unknown_user");
+    }
+
+    #[tokio::test]
+    async fn a_zero_size_login_cache_checks_every_login() {
+        let f = fixture("[auth]\nlogin_cache_entries = 0\n");
+        for _ in 0..3 {
+            f.service
+                .verify(&attempt(&f.user, &f.pass, "192.0.2.1", true))
+                .await;
+        }
+        assert_eq!(f.service.verifications.load(Ordering::Relaxed), 3);
     }
 
     #[tokio::test]
