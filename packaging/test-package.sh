@@ -215,7 +215,9 @@ mpid=$(tr -d ' ' < /var/spool/postfix/pid/master.pid)
 kill -TERM "$mpid"; for _ in $(seq 50); do kill -0 "$mpid" 2>/dev/null || break; sleep 0.1; done
 echo stop >&7
 exec 7>&-
-for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+wait "$manager_pid" 2>/dev/null || true
+manager_pid=
+for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
 pids=()
 
 # --- 4. remove keeps config and data; purge removes them ---
