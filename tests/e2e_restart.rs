@@ -174,7 +174,7 @@ fn restarts_under_load_cost_no_session_and_no_message() {
     if !e2e_available() {
         return;
     }
-    let (tally, lines, gw) = restart_under_load(gateway(16384), 3, "fdstore");
+    let (tally, lines, gw) = restart_under_load(gateway(8192), 3, "fdstore");
     println!(
         "restart under load, with the descriptor store: {} sessions, {} failed, {} queued; restarts: {lines:?}",
         tally.sessions,

@@ -393,7 +393,7 @@ fn store_handed_off(handed: Vec<HandedOff>) {
     };
     let (mut stored, mut failed) = (0usize, 0usize);
     for h in &handed {
-        match notifier.store_auth_connection(h.raw_fd(), h.client_pid) {
+        match notifier.store_auth_connection(h.raw_fd()) {
             Ok(()) => stored += 1,
             Err(e) => {
                 failed += 1;

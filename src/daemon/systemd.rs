@@ -10,9 +10,10 @@
 //!   "ready before Postfix";
 //! - the file-descriptor store (`FDSTORE=1`, `FileDescriptorStoreMax=` in the unit): on
 //!   stop, open auth connections are handed to the service manager, which passes them to
-//!   the next process with the listening sockets (named `auth-conn.PID`, PID being the
-//!   client's `CPID`); that process takes them back out of the store (`FDSTOREREMOVE=1`)
-//!   so that closing one later really closes it.
+//!   the next process with the listening sockets (all named `auth-conn`: the name list
+//!   travels in one environment variable, which execve caps at 128 KiB, so names stay
+//!   short and the client's `CPID` is not kept); that process takes them back out of the
+//!   store (`FDSTOREREMOVE=1`) so that closing one later really closes it.
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
@@ -50,8 +51,8 @@ pub struct Passed {
     pub auth_connections: Vec<PassedConnection>,
 }
 
-/// The name an auth connection is stored under: the prefix and the client's `CPID`.
-pub const AUTH_CONNECTION_PREFIX: &str = "auth-conn.";
+/// The name auth connections are stored under.
+pub const AUTH_CONNECTION: &str = "auth-conn";
 
 /// Most descriptors taken from `LISTEN_FDS` (the unit's `FileDescriptorStoreMax=` plus the
 /// three sockets fits well below it).
@@ -81,15 +82,16 @@ pub fn take_listeners() -> Passed {
     if !pid_matches {
         return out;
     }
-    let mut stored_names = Vec::new();
+    let mut stored = false;
     for i in 0..count.clamp(0, MAX_PASSED) {
         let fd = SD_LISTEN_FDS_START + i;
         let name = names
             .get(i as usize)
             .cloned()
             .unwrap_or_else(|| format!("fd{fd}"));
-        if let Some(pid) = name.strip_prefix(AUTH_CONNECTION_PREFIX) {
-            let client_pid = pid.parse().unwrap_or(0);
+        if name == AUTH_CONNECTION {
+            // Not kept across the store (see the module documentation); unused beyond logs.
+            let client_pid = 0;
             // SAFETY: as below; a connected stream socket this daemon stored itself.
             let tcp = unsafe { std::net::TcpStream::from_raw_fd(fd) };
             out.auth_connections.push(match tcp.local_addr() {
@@ -105,7 +107,7 @@ pub fn take_listeners() -> Passed {
                     client_pid,
                 },
             });
-            stored_names.push(name);
+            stored = true;
             continue;
         }
         // SAFETY: the service manager passes these descriptors to this process (LISTEN_PID
@@ -121,16 +123,10 @@ pub fn take_listeners() -> Passed {
         };
         out.listeners.insert(name, activated);
     }
-    stored_names.sort_unstable();
-    stored_names.dedup();
-    if !stored_names.is_empty() {
+    if stored {
         // This process holds them now: the manager's copies would keep a connection open
         // after this process closes it.
-        if let Ok(n) = Notifier::connect() {
-            for name in &stored_names {
-                let _ = n.send(&format!("FDSTOREREMOVE=1\nFDNAME={name}\n"), None);
-            }
-        }
+        let _ = notify(&format!("FDSTOREREMOVE=1\nFDNAME={AUTH_CONNECTION}\n"));
     }
     out
 }
@@ -217,11 +213,8 @@ impl Notifier {
         Ok(())
     }
 
-    /// Hands the auth connection `fd` (client `CPID` `client_pid`) to the store.
-    pub fn store_auth_connection(&self, fd: RawFd, client_pid: u32) -> std::io::Result<()> {
-        self.send(
-            &format!("FDSTORE=1\nFDNAME={AUTH_CONNECTION_PREFIX}{client_pid}\n"),
-            Some(fd),
-        )
+    /// Hands the auth connection `fd` to the store.
+    pub fn store_auth_connection(&self, fd: RawFd) -> std::io::Result<()> {
+        self.send(&format!("FDSTORE=1\nFDNAME={AUTH_CONNECTION}\n"), Some(fd))
     }
 }
