@@ -185,8 +185,7 @@ impl AuthService {
             (false, _) => Reason::BadPassword,
             (true, true) => Reason::Revoked,
             (true, false) => {
-                store.credential_used(record.credential_id, ip)?;
-                store.throttle_release(release)?;
+                store.login_succeeded(record.credential_id, ip, release)?;
                 Reason::Ok
             }
         };

@@ -191,6 +191,14 @@ pub trait Throttle {
     /// whose password was right or was never checked; after a successful login, also
     /// remembers the address as known for the username.
     fn throttle_release(&mut self, release: &ThrottleRelease) -> Result<()>;
+    /// A successful login in one transaction: the credential's last use (time and client
+    /// IP) and [`throttle_release`](Self::throttle_release).
+    fn login_succeeded(
+        &mut self,
+        credential_id: i64,
+        client_ip: Option<&str>,
+        release: &ThrottleRelease,
+    ) -> Result<()>;
     /// The counters with failures whose window has not ended at `now`, busiest first.
     fn throttle_list(&self, now: i64) -> Result<Vec<ThrottleEntry>>;
     /// The addresses known for a username (a successful login within

@@ -49,20 +49,21 @@ impl Throttle for SqliteStore {
     }
 
     fn throttle_release(&mut self, r: &ThrottleRelease) -> Result<()> {
+        self.write(|tx| release_in(tx, r))
+    }
+
+    fn login_succeeded(
+        &mut self,
+        credential_id: i64,
+        client_ip: Option<&str>,
+        r: &ThrottleRelease,
+    ) -> Result<()> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE throttle SET failures = MAX(failures - 1, 0)
-                 WHERE (kind = 'address' AND key = ?1) OR (kind = 'username' AND key = ?2)",
-                params![r.address, r.username],
+                "UPDATE credential SET last_used = ?1, last_ip = ?2 WHERE id = ?3",
+                params![crate::model::now(), client_ip, credential_id],
             )?;
-            if let Some((user, until)) = r.known {
-                tx.execute(
-                    "INSERT INTO throttle_known (username, address, expires) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (username, address) DO UPDATE SET expires = excluded.expires",
-                    params![user, r.address, until],
-                )?;
-            }
-            Ok(())
+            release_in(tx, r)
         })
     }
 
@@ -120,4 +121,21 @@ impl Throttle for SqliteStore {
             Ok(n + tx.execute("DELETE FROM throttle_known WHERE expires <= ?1", [now])?)
         })
     }
+}
+
+/// The statements of [`Throttle::throttle_release`], within `tx`.
+fn release_in(tx: &super::Tx<'_>, r: &ThrottleRelease) -> Result<()> {
+    tx.execute(
+        "UPDATE throttle SET failures = MAX(failures - 1, 0)
+         WHERE (kind = 'address' AND key = ?1) OR (kind = 'username' AND key = ?2)",
+        params![r.address, r.username],
+    )?;
+    if let Some((user, until)) = r.known {
+        tx.execute(
+            "INSERT INTO throttle_known (username, address, expires) VALUES (?1, ?2, ?3)
+             ON CONFLICT (username, address) DO UPDATE SET expires = excluded.expires",
+            params![user, r.address, until],
+        )?;
+    }
+    Ok(())
 }
