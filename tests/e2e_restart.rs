@@ -59,19 +59,7 @@ fn start_load(
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 let subject = format!("{tag}-sub-{t}-{n}");
-                let r = gw.submit(
-                    "PLAIN",
-                    &user,
-                    &pass,
-                    &[
-                        "--from",
-                        "alice@acme.example",
-                        "--to",
-                        "rcpt@dest.example",
-                        "--header",
-                        &format!("Subject: {subject}"),
-                    ],
-                );
+                let r = gw.submit_subject(&user, &pass, &subject);
                 record(&tally, subject, r);
             }
         }));
@@ -83,16 +71,7 @@ fn start_load(
         while !stop.load(Ordering::Relaxed) {
             n += 1;
             let subject = format!("{tag}-in-{n}");
-            let r = swaks(&[
-                "--server",
-                &format!("127.0.0.1:{}", gw.postfix.smtp_port),
-                "--from",
-                "someone@outside.example",
-                "--to",
-                "rcpt@dest.example",
-                "--header",
-                &format!("Subject: {subject}"),
-            ]);
+            let r = gw.inbound(&subject);
             record(&tally, subject, r);
         }
     }));
@@ -272,21 +251,7 @@ fn reload_applies_the_new_config_without_dropping_sessions_or_logins() {
         },
     );
     let (user, pass) = gw.acme();
-    let submit = |subject: &str| {
-        gw.submit(
-            "PLAIN",
-            &user,
-            &pass,
-            &[
-                "--from",
-                "alice@acme.example",
-                "--to",
-                "rcpt@dest.example",
-                "--header",
-                &format!("Subject: {subject}"),
-            ],
-        )
-    };
+    let submit = |subject: &str| gw.submit_subject(&user, &pass, subject);
     // A login first, so that an smtpd process holds an auth connection across the reload.
     let r = submit("before-reload");
     assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
@@ -322,7 +287,7 @@ fn reload_applies_the_new_config_without_dropping_sessions_or_logins() {
     assert_eq!(authserv_of(&gw, "held-across-reload"), "mx-one.example");
 
     // New sessions use the new config; logins still work on the kept auth connections.
-    let r = inbound(&gw, "after-reload");
+    let r = gw.inbound("after-reload");
     assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
     assert_eq!(authserv_of(&gw, "after-reload"), "mx-two.example");
     for i in 0..3 {
@@ -342,7 +307,7 @@ fn reload_applies_the_new_config_without_dropping_sessions_or_logins() {
     wait_for(Duration::from_secs(10), "the refused reload", || {
         gw.daemon.log_text().contains("reload refused")
     });
-    let r = inbound(&gw, "after-bad-reload");
+    let r = gw.inbound("after-bad-reload");
     assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
     assert_eq!(authserv_of(&gw, "after-bad-reload"), "mx-two.example");
 
@@ -362,17 +327,4 @@ fn reload_applies_the_new_config_without_dropping_sessions_or_logins() {
     assert!(log.contains("keys=store"), "{log}");
     let r = submit("after-third-reload");
     assert!(r.has_reply("250 2.0.0 Ok: queued"), "{}", r.out);
-}
-
-fn inbound(gw: &Gateway, subject: &str) -> Swaks {
-    swaks(&[
-        "--server",
-        &format!("127.0.0.1:{}", gw.postfix.smtp_port),
-        "--from",
-        "someone@outside.example",
-        "--to",
-        "rcpt@dest.example",
-        "--header",
-        &format!("Subject: {subject}"),
-    ])
 }

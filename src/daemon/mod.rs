@@ -239,6 +239,21 @@ pub async fn serve_milter<T: Send + 'static>(
     stop: watch::Receiver<bool>,
 ) {
     let gauge = Arc::new(limits::Gauge::default());
+    let (run, _) = milter_run(name, listener, callbacks, gauge, (cap, idle), drain, stop);
+    run.await
+}
+
+/// One accept loop of a milter: its sessions counted in `gauge`, draining at `stop` as
+/// [`serve_milter`] says. Returns the loop and the flag that pauses its accepting.
+fn milter_run<T: Send + 'static>(
+    name: &'static str,
+    listener: Listener,
+    callbacks: indymilter::Callbacks<T>,
+    gauge: Arc<limits::Gauge>,
+    (cap, idle): (usize, Duration),
+    drain: Duration,
+    stop: watch::Receiver<bool>,
+) -> (impl Future<Output = ()> + Send, Arc<AtomicBool>) {
     let paused = Arc::new(AtomicBool::new(false));
     let listener = listener
         .counting(name, Arc::clone(&gauge), cap)
@@ -248,10 +263,13 @@ pub async fn serve_milter<T: Send + 'static>(
         connection_timeout: idle,
         ..Default::default()
     };
-    let shutdown = drain_sessions(name, stop, paused, gauge, drain);
-    if let Err(e) = indymilter::run(listener, callbacks, config, shutdown).await {
-        error!(error = %e, "milter stopped");
-    }
+    let shutdown = drain_sessions(name, stop, Arc::clone(&paused), gauge, drain);
+    let run = async move {
+        if let Err(e) = indymilter::run(listener, callbacks, config, shutdown).await {
+            error!(error = %e, "milter stopped");
+        }
+    };
+    (run, paused)
 }
 
 /// Resolves, for indymilter to end the sessions still open, once `stop` has turned `true`
@@ -322,28 +340,16 @@ async fn serve_milter_generations<T, F>(
             // file) until the end.
             match listener.share() {
                 Ok(l) => {
-                    let paused = Arc::new(AtomicBool::new(false));
-                    let (cap, idle) = limits(&cfg);
-                    let l = l
-                        .counting(name, Arc::clone(&gauge), cap)
-                        .pausable(Arc::clone(&paused));
-                    let config = indymilter::Config {
-                        max_connections: cap,
-                        connection_timeout: idle,
-                        ..Default::default()
-                    };
-                    let shutdown = drain_sessions(
+                    let (run, paused) = milter_run(
                         name,
-                        stop.clone(),
-                        Arc::clone(&paused),
+                        l,
+                        callbacks,
                         Arc::clone(&gauge),
+                        limits(&cfg),
                         cfg.drain_timeout.0,
+                        stop.clone(),
                     );
-                    generations.spawn(async move {
-                        if let Err(e) = indymilter::run(l, callbacks, config, shutdown).await {
-                            error!(error = %e, "milter stopped");
-                        }
-                    });
+                    generations.spawn(run);
                     if let Some(old) = current.replace(paused) {
                         old.store(true, Ordering::Relaxed);
                     }

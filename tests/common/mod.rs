@@ -911,6 +911,39 @@ impl Gateway {
         ])
     }
 
+    /// A message from alice@acme.example to rcpt@dest.example with `subject`, submitted with
+    /// STARTTLS and AUTH PLAIN as `user`.
+    pub fn submit_subject(&self, user: &str, pass: &str, subject: &str) -> Swaks {
+        self.submit(
+            "PLAIN",
+            user,
+            pass,
+            &[
+                "--from",
+                "alice@acme.example",
+                "--to",
+                "rcpt@dest.example",
+                "--header",
+                &format!("Subject: {subject}"),
+            ],
+        )
+    }
+
+    /// A message with `subject` on port 25 from someone@outside.example to
+    /// rcpt@dest.example (the inbound milter runs).
+    pub fn inbound(&self, subject: &str) -> Swaks {
+        swaks(&[
+            "--server",
+            &format!("127.0.0.1:{}", self.postfix.smtp_port),
+            "--from",
+            "someone@outside.example",
+            "--to",
+            "rcpt@dest.example",
+            "--header",
+            &format!("Subject: {subject}"),
+        ])
+    }
+
     /// swaks against the submission port with STARTTLS and AUTH.
     pub fn submit(&self, mech: &str, user: &str, pass: &str, extra: &[&str]) -> Swaks {
         let port = self.postfix.submission_port.to_string();
