@@ -29,7 +29,7 @@ fi
 
 export POSTWARDEN_E2E_REQUIRED="${CI:-}"
 cargo build --workspace --all-targets --locked
-cargo test --workspace --locked -- --test-threads=2
+cargo test --workspace --locked --no-fail-fast -- --test-threads=2
 # The openspf RFC 7208 suite's score (the test above fails unless every case passes).
 cargo test --locked --test spf_rfc7208 -- --nocapture 2>/dev/null | grep '^SPF RFC 7208 suite:'
 # The DKIM comparison with python3-dkim: how many cases follow RFC 6376 and agree.
