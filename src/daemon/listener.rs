@@ -198,23 +198,9 @@ impl Listener {
     /// never removing the socket file: for a second accept loop beside this one.
     pub fn share(&self) -> std::io::Result<Listener> {
         use std::os::fd::AsFd;
-        let inner = match &self.inner {
-            EitherListener::Tcp(l) => {
-                let l = std::net::TcpListener::from(l.as_fd().try_clone_to_owned()?);
-                l.set_nonblocking(true)?;
-                EitherListener::Tcp(TcpListener::from_std(l)?)
-            }
-            EitherListener::Unix(l) => {
-                let l = std::os::unix::net::UnixListener::from(l.as_fd().try_clone_to_owned()?);
-                l.set_nonblocking(true)?;
-                EitherListener::Unix(UnixListener::from_std(l)?)
-            }
-        };
-        Ok(Listener {
-            inner,
-            path: None,
-            count: None,
-            paused: None,
+        Listener::from_activated(match &self.inner {
+            EitherListener::Tcp(l) => Activated::Tcp(l.as_fd().try_clone_to_owned()?.into()),
+            EitherListener::Unix(l) => Activated::Unix(l.as_fd().try_clone_to_owned()?.into()),
         })
     }
 

@@ -58,7 +58,6 @@ pub type AuthStream = limits::Counted<EitherStream<TcpStream, UnixStream>>;
 /// An auth connection handed off at stop, between requests.
 pub struct HandedOff {
     pub stream: AuthStream,
-    pub client_pid: u32,
 }
 
 impl HandedOff {
@@ -114,9 +113,7 @@ pub async fn serve_auth<V: dovecot_auth::Verifier>(
                 }
             };
             match ended {
-                Ok(dovecot_auth::Ended::HandedOff { stream, client_pid }) => {
-                    Some(HandedOff { stream, client_pid })
-                }
+                Ok(dovecot_auth::Ended::HandedOff { stream, .. }) => Some(HandedOff { stream }),
                 Ok(dovecot_auth::Ended::Closed) => {
                     debug!(cuid, "auth connection closed");
                     None
