@@ -139,14 +139,7 @@ pub fn start_with_buffer(
     buffer: usize,
 ) -> (Client, Server) {
     let (client, handle) = start_raw(verifier, config, buffer);
-    let (reader, writer) = tokio::io::split(client);
-    (
-        Client {
-            reader: BufReader::new(reader),
-            writer,
-        },
-        handle,
-    )
+    (Client::new(client), handle)
 }
 
 /// Starts a server task and returns the client's end of the connection as is.
@@ -171,6 +164,15 @@ pub fn start_raw(
 const READ_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
 impl Client {
+    /// The client's side of an in-memory connection.
+    pub fn new(stream: DuplexStream) -> Client {
+        let (reader, writer) = tokio::io::split(stream);
+        Client {
+            reader: BufReader::new(reader),
+            writer,
+        }
+    }
+
     pub async fn send(&mut self, text: &str) {
         self.send_bytes(text.as_bytes()).await;
     }
