@@ -109,15 +109,19 @@ fn restart_under_load(
     (tally, lines, gw)
 }
 
+/// The daemon's DNS is unreachable and inbound mail is accepted with temperror verdicts;
+/// Postfix relays dest.example to the sink.
+const INBOUND_ACCEPT: &str = "dns.nameservers = [\"127.0.0.1:9\"]\ndns.timeout = \"100ms\"\ninbound.dns_failure = \"accept\"\n";
+
+fn relaying() -> PostfixOpts {
+    PostfixOpts {
+        extra_main: "relay_domains = dest.example".into(),
+        ..Default::default()
+    }
+}
+
 fn gateway(fdstore_max: usize) -> Gateway {
-    Gateway::start_managed(
-        "dns.nameservers = [\"127.0.0.1:9\"]\ndns.timeout = \"100ms\"\ninbound.dns_failure = \"accept\"\n",
-        &PostfixOpts {
-            extra_main: "relay_domains = dest.example".into(),
-            ..Default::default()
-        },
-        fdstore_max,
-    )
+    Gateway::start_managed(INBOUND_ACCEPT, &relaying(), fdstore_max)
 }
 
 /// Every queued message reaches the sink.
@@ -244,11 +248,8 @@ fn reload_applies_the_new_config_without_dropping_sessions_or_logins() {
         return;
     }
     let gw = Gateway::start(
-        "dns.nameservers = [\"127.0.0.1:9\"]\ndns.timeout = \"100ms\"\ninbound.dns_failure = \"accept\"\ninbound.authserv_id = \"mx-one.example\"\n",
-        &PostfixOpts {
-            extra_main: "relay_domains = dest.example".into(),
-            ..Default::default()
-        },
+        &format!("{INBOUND_ACCEPT}inbound.authserv_id = \"mx-one.example\"\n"),
+        &relaying(),
     );
     let (user, pass) = gw.acme();
     let submit = |subject: &str| gw.submit_subject(&user, &pass, subject);
