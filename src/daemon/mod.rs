@@ -579,10 +579,12 @@ pub async fn run(
             let _ = tokio::task::spawn_blocking(move || prune(&c, &p)).await;
         }
     });
-    let trimmer = tokio::spawn(async {
+    let trim_auth = Arc::clone(&auth_service);
+    let trimmer = tokio::spawn(async move {
         let mut tick = tokio::time::interval(memory::TRIM_EVERY);
         loop {
             tick.tick().await;
+            trim_auth.get().release_idle_hash_memory(memory::TRIM_EVERY);
             let _ = tokio::task::spawn_blocking(memory::trim).await;
         }
     });

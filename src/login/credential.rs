@@ -1,6 +1,6 @@
 //! Credentials: generated usernames and passwords, argon2id hashing and verification.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use rand::rngs::OsRng;
 use rand::Rng;
@@ -86,12 +86,7 @@ pub fn hash_password(password: &str, cfg: &PasswordHashConfig) -> Result<String,
 /// Checks `password` against a stored PHC string. A malformed stored string is an error
 /// (a fault, not a wrong password).
 pub fn verify_password(password: &str, phc: &str) -> Result<bool, String> {
-    let parsed = PasswordHash::new(phc).map_err(|e| format!("stored hash unreadable: {e}"))?;
-    match Argon2::default().verify_password(password.as_bytes(), &parsed) {
-        Ok(()) => Ok(true),
-        Err(argon2::password_hash::Error::Password) => Ok(false),
-        Err(e) => Err(format!("verification failed: {e}")),
-    }
+    super::hash_memory::verify_in(password, phc, &mut Vec::new())
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 
 pub mod cache;
 pub mod credential;
+pub mod hash_memory;
 pub mod throttle;
 
 use crate::config::Config;
@@ -48,6 +49,8 @@ pub struct AuthService {
     window_secs: i64,
     known_ttl_secs: i64,
     hash_slots: Semaphore,
+    /// argon2's working memory, kept per slot between verifications ([`hash_memory`]).
+    hash_memory: Arc<hash_memory::HashMemory>,
     /// Verified against when the username is unknown, so that costs the same work.
     dummy_hash: String,
     /// argon2 verifications run so far (shows that every checked attempt costs one).
@@ -66,6 +69,91 @@ fn ceil_secs(d: Duration) -> i64 {
 struct Checked {
     reason: Reason,
     organization: Option<String>,
+}
+
+/// What checking one login needs on the blocking side (the store and argon2).
+struct CheckJob {
+    dummy: String,
+    login: String,
+    password: String,
+    /// The client IP recorded as the credential's last use.
+    ip: Option<String>,
+    /// The throttle's key for the client address.
+    address: String,
+    known_until: i64,
+    verifications: Arc<AtomicU64>,
+    hash_memory: Arc<hash_memory::HashMemory>,
+    cache: Arc<cache::LoginCache>,
+}
+
+impl CheckJob {
+    /// Looks the login up and checks the password. A success also records the
+    /// credential's last use, gives back the attempt's throttle counts (the address's,
+    /// and the username's when `counted_user` says it was counted) and remembers the
+    /// address as known for the username.
+    ///
+    /// With `cached` (the cache knew the password), a row that still matches the cache
+    /// entry needs no argon2; one that does not gives `None`: check again, with a slot.
+    fn check(
+        &self,
+        store: &mut dyn Store,
+        cached: bool,
+        counted_user: Option<&str>,
+    ) -> Result<Option<Checked>, StoreError> {
+        let (login, password) = (self.login.as_str(), self.password.as_str());
+        let record = store.login_record(login)?;
+        let matches = match &record {
+            Some(r)
+                if cached
+                    && self
+                        .cache
+                        .verified(login, r.credential_id, &r.hash, password) =>
+            {
+                true
+            }
+            _ if cached => return Ok(None),
+            _ => {
+                let hash = record
+                    .as_ref()
+                    .map_or(self.dummy.as_str(), |r| r.hash.as_str());
+                self.verifications.fetch_add(1, Ordering::Relaxed);
+                let matches = self
+                    .hash_memory
+                    .verify(password, hash)
+                    .map_err(StoreError::Fault)?;
+                if let (true, Some(r)) = (matches, &record) {
+                    if !r.revoked {
+                        self.cache
+                            .remember(login, r.credential_id, &r.hash, password);
+                    }
+                }
+                matches
+            }
+        };
+        let Some(record) = record else {
+            return Ok(Some(Checked {
+                reason: Reason::UnknownUser,
+                organization: None,
+            }));
+        };
+        let reason = match (matches, record.revoked) {
+            (false, _) => Reason::BadPassword,
+            (true, true) => Reason::Revoked,
+            (true, false) => {
+                let release = ThrottleRelease {
+                    address: &self.address,
+                    username: counted_user,
+                    known: Some((username_key(login), self.known_until)),
+                };
+                store.login_succeeded(record.credential_id, self.ip.as_deref(), &release)?;
+                Reason::Ok
+            }
+        };
+        Ok(Some(Checked {
+            reason,
+            organization: Some(record.organization),
+        }))
+    }
 }
 
 impl AuthService {
@@ -88,6 +176,7 @@ impl AuthService {
             known_ttl_secs: ceil_secs(th.known_address_ttl.0),
             penalty,
             hash_slots: Semaphore::new(slots),
+            hash_memory: Arc::new(hash_memory::HashMemory::new(slots)),
             dummy_hash,
             verifications: Arc::new(AtomicU64::new(0)),
             cache: Arc::new(cache::LoginCache::new(
@@ -98,6 +187,12 @@ impl AuthService {
             store,
             cfg,
         })
+    }
+
+    /// Frees the argon2 working memory no verification used for `idle_for` (the daemon's
+    /// memory tick calls it, so a quiet daemon keeps none).
+    pub fn release_idle_hash_memory(&self, idle_for: Duration) -> usize {
+        self.hash_memory.release_idle(idle_for)
     }
 
     /// Counts an attempt in the store before anything is checked (blocking on the pool).
@@ -121,6 +216,37 @@ impl AuthService {
             .await
     }
 
+    /// For a password the cache remembers: counts the attempt and, unless the count
+    /// refuses it unchecked, checks it against the row, in one trip to the store. The
+    /// check's outcome is `None` when refused unchecked (the caller decides as after
+    /// [`count_attempt`](Self::count_attempt)).
+    async fn count_and_check_remembered(
+        &self,
+        address: &str,
+        username: Option<String>,
+        job: Arc<CheckJob>,
+    ) -> Result<(ThrottleCount, Option<Option<Checked>>), StoreError> {
+        let address = address.to_string();
+        let (window, penalty) = (self.window_secs, self.penalty);
+        self.store
+            .run(move |store| {
+                let count = store.throttle_attempt(&ThrottleAttempt {
+                    address: &address,
+                    username: username.as_deref(),
+                    now: now(),
+                    window,
+                    address_limit: penalty.block_after,
+                })?;
+                if penalty.block(&count).is_some() {
+                    return Ok((count, None));
+                }
+                let counted_user = username.as_deref().filter(|_| count.username.is_some());
+                let checked = job.check(store, true, counted_user)?;
+                Ok((count, Some(checked)))
+            })
+            .await
+    }
+
     /// Gives back an attempt's counts when its password was never checked (best effort:
     /// keeping them only errs on the strict side).
     async fn release_unchecked(&self, address: &str, username: Option<&str>) {
@@ -138,61 +264,6 @@ impl AuthService {
         if let Err(e) = released {
             warn!(error = %e, "could not give back an unchecked attempt's throttle count");
         }
-    }
-
-    /// Looks the login up and checks the password (blocking: store and argon2). A success
-    /// also records the credential's last use, gives back the attempt's throttle counts
-    /// and remembers the address as known for the username: `release`.
-    ///
-    /// With `cached` (the cache knew the password), a row that still matches the cache
-    /// entry needs no argon2; one that does not gives `None`: check again, with a slot.
-    #[allow(clippy::too_many_arguments)]
-    fn check(
-        store: &mut dyn Store,
-        dummy: &str,
-        verifications: &AtomicU64,
-        cache: &cache::LoginCache,
-        cached: bool,
-        login: &str,
-        password: &str,
-        ip: Option<&str>,
-        release: &ThrottleRelease,
-    ) -> Result<Option<Checked>, StoreError> {
-        let record = store.login_record(login)?;
-        let matches = match &record {
-            Some(r) if cached && cache.verified(login, r.credential_id, &r.hash, password) => true,
-            _ if cached => return Ok(None),
-            _ => {
-                let hash = record.as_ref().map_or(dummy, |r| r.hash.as_str());
-                verifications.fetch_add(1, Ordering::Relaxed);
-                let matches =
-                    credential::verify_password(password, hash).map_err(StoreError::Fault)?;
-                if let (true, Some(r)) = (matches, &record) {
-                    if !r.revoked {
-                        cache.remember(login, r.credential_id, &r.hash, password);
-                    }
-                }
-                matches
-            }
-        };
-        let Some(record) = record else {
-            return Ok(Some(Checked {
-                reason: Reason::UnknownUser,
-                organization: None,
-            }));
-        };
-        let reason = match (matches, record.revoked) {
-            (false, _) => Reason::BadPassword,
-            (true, true) => Reason::Revoked,
-            (true, false) => {
-                store.login_succeeded(record.credential_id, ip, release)?;
-                Reason::Ok
-            }
-        };
-        Ok(Some(Checked {
-            reason,
-            organization: Some(record.organization),
-        }))
     }
 
     /// Appends the `auth` event and waits until it is written (or kept for later).
@@ -220,10 +291,38 @@ impl AuthService {
         // Counted before anything is checked, in one atomic step: concurrent attempts
         // each get their own count, so no more than the limits reach argon2.
         let user = (!a.login.is_empty()).then(|| username_key(&a.login).to_string());
-        let count = match self.count_attempt(&ip, user.as_deref()).await {
+        let job = Arc::new(CheckJob {
+            dummy: self.dummy_hash.clone(),
+            login: a.login.clone(),
+            password: a.password.clone(),
+            ip: a.remote_ip.map(|i| i.to_string()),
+            address: ip.clone(),
+            known_until: now() + self.known_ttl_secs,
+            verifications: Arc::clone(&self.verifications),
+            hash_memory: Arc::clone(&self.hash_memory),
+            cache: Arc::clone(&self.cache),
+        });
+        // A password verified lately for this username skips the argon2 queue, and is
+        // counted and checked in one trip to the store (the row decides whether it still
+        // counts: `None` then, and it is checked again with a slot).
+        let mut cached = self.cache.knows(&a.login, &a.password);
+        let counted = if cached {
+            self.count_and_check_remembered(&ip, user.clone(), Arc::clone(&job))
+                .await
+        } else {
+            self.count_attempt(&ip, user.as_deref())
+                .await
+                .map(|c| (c, None))
+        };
+        let (count, mut remembered) = match counted {
             Ok(c) => c,
             Err(e) => {
-                warn!(login = %a.login, client = %ip, error = %e, "store fault during login (counting the attempt): temporary failure");
+                let step = if cached {
+                    ""
+                } else {
+                    " (counting the attempt)"
+                };
+                warn!(login = %a.login, client = %ip, error = %e, "store fault during login{step}: temporary failure");
                 self.record(&a.login, a.remote_ip, Reason::Fault, None)
                     .await;
                 return Verdict::Fault(e.to_string());
@@ -246,10 +345,12 @@ impl AuthService {
         // The username's count, when this attempt is in it (not from a known address).
         let counted_user = user.filter(|_| count.username.is_some());
 
-        // A password verified lately for this username skips the argon2 queue; the row
-        // decides whether it still counts.
-        let mut cached = self.cache.knows(&a.login, &a.password);
         let checked = loop {
+            match remembered.take() {
+                Some(Some(c)) => break Ok(c),
+                Some(None) => cached = false,
+                None => {}
+            }
             let permit = if cached {
                 None
             } else {
@@ -264,32 +365,10 @@ impl AuthService {
                     }
                 }
             };
-            let (dummy, login, password) =
-                (self.dummy_hash.clone(), a.login.clone(), a.password.clone());
-            let ip_for_store = a.remote_ip.map(|i| i.to_string());
-            let (verifications, cache) = (Arc::clone(&self.verifications), Arc::clone(&self.cache));
-            let (address, known_until) = (ip.clone(), now() + self.known_ttl_secs);
-            let counted = counted_user.clone();
+            let (job, counted) = (Arc::clone(&job), counted_user.clone());
             let result = self
                 .store
-                .run(move |store| {
-                    let release = ThrottleRelease {
-                        address: &address,
-                        username: counted.as_deref(),
-                        known: Some((username_key(&login), known_until)),
-                    };
-                    Self::check(
-                        store,
-                        &dummy,
-                        &verifications,
-                        &cache,
-                        cached,
-                        &login,
-                        &password,
-                        ip_for_store.as_deref(),
-                        &release,
-                    )
-                })
+                .run(move |store| job.check(store, cached, counted.as_deref()))
                 .await;
             drop(permit);
             match result {
@@ -569,6 +648,52 @@ mod tests {
             .unwrap();
         assert_eq!(login("another").await, FAIL);
         assert_eq!(reasons(&f).last().unwrap(), "unknown_user");
+    }
+
+    #[tokio::test]
+    async fn a_remembered_password_still_meets_the_throttle_and_store_faults() {
+        let f = fixture("");
+        let ok = Verdict::Ok {
+            user: f.user.clone(),
+        };
+        let from = |ip: &'static str, pass: &str| {
+            let a = attempt(&f.user, pass, ip, true);
+            let service = &f.service;
+            async move { service.verify(&a).await }
+        };
+        assert_eq!(from("192.0.2.1", &f.pass).await, ok);
+        let checks = f.service.verifications.load(Ordering::Relaxed);
+        // Another address spends its block_after (5) checks on wrong passwords: the right,
+        // remembered one from there is then refused unchecked like any other.
+        for _ in 0..5 {
+            assert_eq!(from("198.51.100.7", "wrong").await, FAIL);
+        }
+        assert_eq!(from("198.51.100.7", &f.pass).await, FAIL);
+        assert_eq!(reasons(&f).last().unwrap(), "throttled");
+        assert_eq!(
+            f.service.verifications.load(Ordering::Relaxed),
+            checks + 5,
+            "the refused login was checked"
+        );
+        // From its own address it still logs in without argon2, and gives back its count.
+        assert_eq!(from("192.0.2.1", &f.pass).await, ok);
+        assert_eq!(f.service.verifications.load(Ordering::Relaxed), checks + 5);
+        let mut store = Store::open_existing(&f.cfg.store_path(), Duration::from_secs(1)).unwrap();
+        let busy: Vec<String> = store
+            .throttle_list(now())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        assert!(!busy.iter().any(|k| k == "192.0.2.1"), "{busy:?}");
+
+        // The store gone: a fault (454), not a failure, with the cache warm.
+        drop(store);
+        std::fs::remove_file(f.cfg.store_path()).unwrap();
+        assert!(matches!(
+            from("192.0.2.1", &f.pass).await,
+            Verdict::Fault(_)
+        ));
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ mod organizations;
 mod schema;
 mod senders;
 mod throttle;
+mod write_turn;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,9 @@ pub struct SqliteStore {
     /// Device and inode of the database file when opened: another file at the same path
     /// (deleted, replaced) is another store.
     file_id: Option<(u64, u64)>,
+    /// Whose turn it is to write, among this process's handles of the file.
+    turn: Option<std::sync::Arc<write_turn::WriteTurn>>,
+    busy_timeout: Duration,
 }
 
 fn file_id(path: &Path) -> Option<(u64, u64)> {
@@ -246,11 +250,14 @@ impl SqliteStore {
             Ok(())
         };
         setup().map_err(|e| fault(path, e))?;
+        let file_id = file_id(path);
         Ok(SqliteStore {
             conn,
             path: path.to_path_buf(),
             actor: actor.to_string(),
-            file_id: file_id(path),
+            file_id,
+            turn: file_id.map(write_turn::WriteTurn::for_file),
+            busy_timeout,
         })
     }
 
@@ -302,6 +309,8 @@ impl SqliteStore {
     /// nothing is written.
     fn write<T>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
         let path = self.path.as_path();
+        let turn = self.turn.clone();
+        let _turn = turn.as_deref().and_then(|t| t.take(self.busy_timeout));
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
