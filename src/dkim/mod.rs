@@ -8,13 +8,15 @@
 //! * [`sign`](mod@sign): the signature, the header fields it covers, and the shape the
 //!   submission milter hands to Postfix.
 //!
-//! Verifying signatures of inbound mail is [`crate::authn`]'s business. This module holds
-//! no state and reads no configuration: callers pass key material in and get text out.
-//! Cryptography comes from `mail-auth` (pure-Rust `rsa` and `ed25519-dalek` backends).
+//! Verifying signatures of inbound mail is [`crate::authn`]'s business. This module reads
+//! no configuration: callers pass key material in and get text out; its one state is the
+//! parsed keys `signer` keeps. Cryptography comes from `mail-auth` (pure-Rust `rsa` and
+//! `ed25519-dalek` backends), with RSA signatures of 2048-bit keys and more made by ring.
 
 pub mod key;
 pub mod record;
 pub mod sign;
+mod signer;
 
 #[cfg(test)]
 mod fixtures;

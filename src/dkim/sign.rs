@@ -4,7 +4,8 @@
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 
-use super::key::{expected_encoding, load_key};
+use super::key::expected_encoding;
+use super::signer::loaded;
 use super::{DkimError, SigningKey};
 
 /// Header fields signed when present in the message (every instance of each is signed).
@@ -45,15 +46,14 @@ pub fn sign(message: &[u8], keys: &[SigningKey]) -> Result<Vec<String>, DkimErro
         check_name("domain", &key.domain)?;
         check_name("selector", &key.selector)?;
         let domain = key.domain.trim_end_matches('.').to_ascii_lowercase();
-        let loaded = load_key(key.algorithm, &key.private_pkcs8_der).map_err(|reason| {
-            DkimError::BadKey {
+        let loaded =
+            loaded(key.algorithm, &key.private_pkcs8_der).map_err(|reason| DkimError::BadKey {
                 domain: domain.clone(),
                 selector: key.selector.clone(),
                 algorithm: key.algorithm,
                 expected: expected_encoding(key.algorithm),
                 reason,
-            }
-        })?;
+            })?;
         let signature = DkimSigner::from_key(loaded)
             .domain(domain.clone())
             .selector(key.selector.clone())
@@ -171,7 +171,7 @@ mod tests {
         cache_with_keys, ed_pair, keys, rsa_pair, signed, verify, MESSAGE,
     };
     use super::super::record::parse_tags;
-    use super::super::{public_key_b64, Algorithm};
+    use super::super::{load_key, public_key_b64, Algorithm};
     use super::*;
     use mail_auth::DkimResult;
     use rsa::pkcs1::EncodeRsaPrivateKey as _;

@@ -678,7 +678,7 @@ mod tests {
         // From its own address it still logs in without argon2, and gives back its count.
         assert_eq!(from("192.0.2.1", &f.pass).await, ok);
         assert_eq!(f.service.verifications.load(Ordering::Relaxed), checks + 5);
-        let mut store = Store::open_existing(&f.cfg.store_path(), Duration::from_secs(1)).unwrap();
+        let store = Store::open_existing(&f.cfg.store_path(), Duration::from_secs(1)).unwrap();
         let busy: Vec<String> = store
             .throttle_list(now())
             .unwrap()

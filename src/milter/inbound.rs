@@ -87,6 +87,7 @@ impl InboundMilter {
                 .queue_id = Some(q);
         }
         let session = cx.data.get_or_insert_with(Session::default);
+        session.message.buffer.end_headers();
         let m = &session.message;
         let raw = m.buffer.raw();
         let client_ip = session.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));

@@ -6,17 +6,23 @@ pub mod submission;
 use std::ffi::CString;
 
 /// A message's header fields and body as the milter receives them, bounded in size.
+///
+/// The message is kept once, as the RFC 5322 text the verifiers and the signer read (CRLF
+/// line ends): each header field is appended to it as it arrives, then the blank line, then
+/// the body chunks; [`raw`](Self::raw) lends it without a copy. The fields are also kept
+/// one by one for the sender rule.
 #[derive(Debug, Default)]
 pub struct MessageBuffer {
     /// Header fields as received (value bytes exactly as Postfix passed them).
     pub headers: Vec<(String, Vec<u8>)>,
-    pub body: Vec<u8>,
+    /// The header fields as CRLF text, then (from `body_start`) the blank line and the body.
+    text: Vec<u8>,
+    /// Where the blank line after the header fields starts in `text`, once written.
+    body_start: Option<usize>,
     /// More body arrived than `max` allowed.
     pub truncated: bool,
     /// Whether header values arrive with their leading space (negotiated).
     pub leading_space: bool,
-    /// Bytes of the header fields kept.
-    header_bytes: usize,
 }
 
 /// Header fields kept per message at most.
@@ -25,48 +31,75 @@ const MAX_HEADERS: usize = 10_000;
 impl MessageBuffer {
     /// Keeps a header field while the fields and the body together stay within `max`
     /// bytes (`max_message_mib`); past it (or past [`MAX_HEADERS`] fields) the message is
-    /// `truncated`.
+    /// `truncated`. A field after the end of the header is ignored.
     pub fn header(&mut self, name: &str, value: Vec<u8>, max: usize) {
         let size = name.len() + value.len() + 4;
-        if self.headers.len() >= MAX_HEADERS || self.header_bytes + self.body.len() + size > max {
+        if self.body_start.is_some()
+            || self.headers.len() >= MAX_HEADERS
+            || self.text.len() + size > max
+        {
             self.truncated = true;
             return;
         }
-        self.header_bytes += size;
+        let out = &mut self.text;
+        out.extend_from_slice(name.as_bytes());
+        out.push(b':');
+        if !self.leading_space {
+            out.push(b' ');
+        }
+        let mut prev = 0u8;
+        for &b in &value {
+            if b == b'\n' && prev != b'\r' {
+                out.push(b'\r');
+            }
+            out.push(b);
+            prev = b;
+        }
+        out.extend_from_slice(b"\r\n");
         self.headers.push((name.to_string(), value));
+    }
+
+    /// Ends the header: writes the blank line (once).
+    pub fn end_headers(&mut self) {
+        if self.body_start.is_none() {
+            self.body_start = Some(self.text.len());
+            self.text.extend_from_slice(b"\r\n");
+        }
     }
 
     /// Appends a body chunk, keeping the header fields and the body within `max` bytes.
     pub fn body_chunk(&mut self, chunk: &[u8], max: usize) {
-        let room = max.saturating_sub(self.header_bytes + self.body.len());
+        self.end_headers();
+        let room = max.saturating_sub(self.text.len() - 2);
         if chunk.len() > room {
             self.truncated = true;
         }
-        self.body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        self.text.extend_from_slice(&chunk[..chunk.len().min(room)]);
     }
 
-    /// The message as RFC 5322 text with CRLF line ends (for DKIM and the verifiers).
-    pub fn raw(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + 4096);
-        for (name, value) in &self.headers {
-            out.extend_from_slice(name.as_bytes());
-            out.push(b':');
-            if !self.leading_space {
-                out.push(b' ');
-            }
-            let mut prev = 0u8;
-            for &b in value {
-                if b == b'\n' && prev != b'\r' {
-                    out.push(b'\r');
-                }
-                out.push(b);
-                prev = b;
-            }
+    /// The body received so far.
+    pub fn body(&self) -> &[u8] {
+        self.body_start.map_or(&[], |at| &self.text[at + 2..])
+    }
+
+    /// The message as RFC 5322 text with CRLF line ends (for DKIM and the verifiers):
+    /// lent as kept once the header has ended, else a copy with the blank line.
+    pub fn raw(&self) -> std::borrow::Cow<'_, [u8]> {
+        if self.body_start.is_some() {
+            std::borrow::Cow::Borrowed(&self.text)
+        } else {
+            let mut out = self.text.clone();
             out.extend_from_slice(b"\r\n");
+            std::borrow::Cow::Owned(out)
         }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&self.body);
-        out
+    }
+
+    /// Takes the message text out (for work on another thread), leaving the buffer empty.
+    pub fn take_raw(&mut self) -> Vec<u8> {
+        self.end_headers();
+        self.body_start = None;
+        self.headers.clear();
+        std::mem::take(&mut self.text)
     }
 }
 
@@ -108,17 +141,27 @@ mod tests {
         m.header("Subject", b"folded\n\tline".to_vec(), 100);
         m.header("From", b"a@b.example".to_vec(), 100);
         assert!(!m.truncated);
-        // 23 + 19 bytes of fields, room for 58 bytes of body.
-        m.body_chunk(&[b'0'; 60], 100);
+        assert_eq!(
+            &m.raw()[..],
+            b"Subject: folded\r\n\tline\r\nFrom: a@b.example\r\n\r\n"
+        );
+        // 43 bytes of fields (as CRLF text), room for 57 bytes of body.
+        m.body_chunk(&[b'0'; 50], 100);
         m.body_chunk(b"0123456789", 100);
         assert!(m.truncated);
-        assert_eq!(m.body.len(), 58);
-        m.body.truncate(8);
-        m.body.copy_from_slice(b"01234567");
-        assert_eq!(
-            m.raw(),
-            b"Subject: folded\r\n\tline\r\nFrom: a@b.example\r\n\r\n01234567".to_vec()
-        );
+        assert_eq!(m.body().len(), 57);
+        assert_eq!(&m.body()[48..], b"000123456");
+        let raw = m.raw();
+        assert!(matches!(raw, std::borrow::Cow::Borrowed(_)), "copied");
+        assert!(raw.starts_with(b"Subject: folded\r\n\tline\r\nFrom: a@b.example\r\n\r\n00"));
+        assert_eq!(raw.len(), 100 + 2);
+        // A field after the body started is not part of the header.
+        m.header("Late", b"x".to_vec(), 1000);
+        assert!(!m.raw().windows(4).any(|w| w == b"Late"));
+        let taken = m.take_raw();
+        assert_eq!(taken.len(), 102);
+        assert!(m.raw().is_empty() || &m.raw()[..] == b"\r\n");
+
         let mut lead = MessageBuffer {
             leading_space: true,
             ..Default::default()
@@ -127,6 +170,10 @@ mod tests {
         // Fields alone past the bound: kept no more.
         lead.header("Y", vec![b'y'; 100], 100);
         assert!(lead.truncated);
-        assert_eq!(lead.raw(), b"X: v\r\n\r\n".to_vec());
+        assert_eq!(&lead.raw()[..], b"X: v\r\n\r\n");
+        lead.end_headers();
+        lead.end_headers();
+        assert_eq!(&lead.raw()[..], b"X: v\r\n\r\n");
+        assert!(lead.body().is_empty());
     }
 }

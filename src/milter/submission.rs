@@ -202,7 +202,7 @@ impl SubmissionMilter {
     /// the event. No active key: unsigned, and the note says so.
     async fn sign(&self, cx: &mut EomContext<Session>) -> Result<String, String> {
         let session = cx.data.get_or_insert_with(Session::default);
-        let m = &session.message;
+        let m = &mut session.message;
         let Some(domain) =
             m.tx.from_fields
                 .iter()
@@ -227,7 +227,8 @@ impl SubmissionMilter {
             return Ok(format!("dkim: unsigned (no active key for {domain})"));
         }
         let selectors: Vec<String> = keys.iter().map(|k| k.selector.clone()).collect();
-        let raw = m.buffer.raw();
+        // The message moves to the signing thread (the transaction needs it no more).
+        let raw = m.buffer.take_raw();
         let headers = tokio::task::spawn_blocking(move || dkim::sign(&raw, &keys))
             .await
             .map_err(|e| e.to_string())?
