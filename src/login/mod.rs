@@ -351,6 +351,8 @@ impl AuthService {
                 Some(None) => cached = false,
                 None => {}
             }
+            // Counted before the wait: a buffer is kept for a login that waits.
+            let _demand = (!cached).then(|| self.hash_memory.demand());
             let permit = if cached {
                 None
             } else {
