@@ -581,10 +581,16 @@ pub async fn run(
     });
     let trim_auth = Arc::clone(&auth_service);
     let trimmer = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(memory::TRIM_EVERY);
+        use crate::login::hash_memory::LINGER;
+        let mut tick = tokio::time::interval(LINGER);
+        let mut last_trim = tokio::time::Instant::now();
         loop {
             tick.tick().await;
-            trim_auth.get().release_idle_hash_memory(memory::TRIM_EVERY);
+            trim_auth.get().release_idle_hash_memory(LINGER);
+            if last_trim.elapsed() < memory::TRIM_EVERY {
+                continue;
+            }
+            last_trim = tokio::time::Instant::now();
             let _ = tokio::task::spawn_blocking(memory::trim).await;
         }
     });

@@ -4,21 +4,23 @@
 //! afresh each time it is a new mapping (the allocator maps every buffer past 128 KiB on
 //! its own, `daemon::memory`) that the kernel zero-fills page by page as argon2 first
 //! touches it: about a tenth of a verification's time. So a verification borrows a buffer
-//! from this pool and gives it back while other logins wait for a verification of their own
-//! (a burst, where reuse pays); the last one of a burst frees them all, so between bursts
-//! none is kept. At most one buffer per hashing slot is kept (the slots bound how many
-//! verifications run at once), and [`HashMemory::release_idle`], called from the daemon's
-//! memory tick, frees any left unused since the last tick (a login that gave up waiting).
+//! from this pool and gives it back; at most one buffer per hashing slot is kept (the slots
+//! bound how many verifications run at once), and [`HashMemory::release_idle`], called by
+//! the daemon every [`LINGER`], frees those no verification used for that long: logins in
+//! a row (one connection or many) reuse them, and a second after the last one the memory is
+//! back with the system.
 //!
 //! argon2 overwrites every block of the working memory before it reads it, so a reused
 //! buffer gives the same hash as a fresh one; what a buffer held stays inside the process.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{Output, PasswordHash};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+
+/// How long a buffer is kept unused (the daemon checks this often).
+pub const LINGER: Duration = Duration::from_secs(1);
 
 /// Buffers larger than this (a stored hash with m > 256 MiB) are not kept after use.
 const KEEP_AT_MOST_KIB: usize = 256 * 1024;
@@ -32,25 +34,6 @@ struct Buffer {
 pub struct HashMemory {
     idle: Mutex<Vec<Buffer>>,
     slots: usize,
-    /// Logins that want a verification now: running one or waiting for a slot.
-    demand: AtomicUsize,
-}
-
-/// A login's want of a verification, from before it waits for a slot until its check is
-/// done ([`HashMemory::demand`]).
-pub struct Demand<'a>(&'a HashMemory);
-
-impl Drop for Demand<'_> {
-    fn drop(&mut self) {
-        if self.0.demand.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // The burst is over: nothing kept.
-            self.0
-                .idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
-        }
-    }
 }
 
 impl HashMemory {
@@ -60,19 +43,11 @@ impl HashMemory {
         HashMemory {
             idle: Mutex::new(Vec::new()),
             slots,
-            demand: AtomicUsize::new(0),
         }
     }
 
-    /// Counts a login that is about to wait for a slot and verify, until dropped.
-    pub fn demand(&self) -> Demand<'_> {
-        self.demand.fetch_add(1, Ordering::AcqRel);
-        Demand(self)
-    }
-
     /// Checks `password` against the stored PHC string `phc` (as
-    /// [`super::credential::verify_password`]), in a kept buffer when there is one. The
-    /// buffer is kept after only while another login wants one too.
+    /// [`super::credential::verify_password`]), in a kept buffer when there is one.
     pub fn verify(&self, password: &str, phc: &str) -> Result<bool, String> {
         let mut buffer = self
             .idle
@@ -81,8 +56,7 @@ impl HashMemory {
             .pop()
             .map_or_else(Vec::new, |b| b.blocks);
         let result = verify_in(password, phc, &mut buffer);
-        let others_wait = self.demand.load(Ordering::Acquire) > 1;
-        if others_wait && buffer.len() * Block::SIZE / 1024 <= KEEP_AT_MOST_KIB {
+        if buffer.len() * Block::SIZE / 1024 <= KEEP_AT_MOST_KIB {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             if idle.len() < self.slots {
                 idle.push(Buffer {
@@ -159,8 +133,6 @@ mod tests {
         let small = hash_password("s3cret", &cfg(64)).unwrap();
         let large = hash_password("other", &cfg(256)).unwrap();
         let mem = HashMemory::new(1);
-        // Two logins want a verification: the buffer is kept between them.
-        let (d1, d2) = (mem.demand(), mem.demand());
         for _ in 0..2 {
             for (pw, phc) in [("s3cret", &small), ("other", &large), ("s3cret", &small)] {
                 assert!(mem.verify(pw, phc).unwrap());
@@ -174,16 +146,6 @@ mod tests {
         }
         // The buffer grew to the larger parameters and was kept.
         assert_eq!(mem.kept(), 1);
-        drop(d1);
-        assert_eq!(mem.kept(), 1);
-        // The last login of the burst is done: nothing kept.
-        drop(d2);
-        assert_eq!(mem.kept(), 0);
-        // A lone login keeps nothing.
-        let d = mem.demand();
-        assert!(mem.verify("s3cret", &small).unwrap());
-        assert_eq!(mem.kept(), 0);
-        drop(d);
     }
 
     #[test]
@@ -221,13 +183,11 @@ mod tests {
     fn idle_buffers_are_released_and_the_pool_never_keeps_more_than_its_slots() {
         let phc = hash_password("pw", &cfg(64)).unwrap();
         let mem = std::sync::Arc::new(HashMemory::new(2));
-        let burst = mem.demand();
         std::thread::scope(|s| {
             for _ in 0..6 {
                 let (mem, phc) = (&mem, &phc);
                 s.spawn(move || {
                     for _ in 0..5 {
-                        let _want = mem.demand();
                         assert!(mem.verify("pw", phc).unwrap());
                     }
                 });
@@ -238,6 +198,5 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         assert!(mem.release_idle(Duration::from_millis(10)) >= 1);
         assert_eq!(mem.kept(), 0);
-        drop(burst);
     }
 }

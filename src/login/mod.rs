@@ -189,8 +189,8 @@ impl AuthService {
         })
     }
 
-    /// Frees the argon2 working memory no verification used for `idle_for` (the daemon's
-    /// memory tick calls it, so a quiet daemon keeps none).
+    /// Frees the argon2 working memory no verification used for `idle_for` (the daemon
+    /// calls it every [`hash_memory::LINGER`], so a quiet daemon keeps none).
     pub fn release_idle_hash_memory(&self, idle_for: Duration) -> usize {
         self.hash_memory.release_idle(idle_for)
     }
@@ -351,8 +351,6 @@ impl AuthService {
                 Some(None) => cached = false,
                 None => {}
             }
-            // Counted before the wait: a buffer is kept for a login that waits.
-            let _demand = (!cached).then(|| self.hash_memory.demand());
             let permit = if cached {
                 None
             } else {
