@@ -35,9 +35,13 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("auth_throughput: {cores} core(s), {CONNECTIONS} connections");
     const COLD: &str = "[auth]\nlogin_cache_entries = 0\n";
-    // POSTWARDEN_AUTH_BENCH=repeated: only the repeated logins (for a profile of them).
-    let only_repeated = std::env::var("POSTWARDEN_AUTH_BENCH").as_deref() == Ok("repeated");
-    let cold = if only_repeated {
+    // POSTWARDEN_AUTH_BENCH=repeated or =cold: only those logins (for a profile of them).
+    let only = std::env::var("POSTWARDEN_AUTH_BENCH").unwrap_or_default();
+    if only == "cold" {
+        run("default argon2id, cold logins", COLD, 400, cores);
+        return;
+    }
+    let cold = if only == "repeated" {
         f64::NAN
     } else {
         let (_, cold) = run("default argon2id, cold logins", COLD, 400, cores);

@@ -9,8 +9,8 @@
 //! arenas, a fixed mmap threshold (128 KiB: every buffer larger than that is its own
 //! mapping, returned to the system the moment it is freed) and a fixed trim threshold;
 //! and every [`TRIM_EVERY`] `malloc_trim(0)` returns the free pages inside the arenas (after
-//! the argon2 buffers no login used for a second are freed every second,
-//! `login::hash_memory`).
+//! the store's idle handles drop their page caches). The hashing slots free their argon2
+//! memory themselves a second after their last check (`login::hashers`).
 //! Other C libraries: nothing to do.
 
 use std::time::Duration;

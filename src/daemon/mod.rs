@@ -579,19 +579,17 @@ pub async fn run(
             let _ = tokio::task::spawn_blocking(move || prune(&c, &p)).await;
         }
     });
-    let trim_auth = Arc::clone(&auth_service);
+    let trim_pool = Arc::clone(&pool);
     let trimmer = tokio::spawn(async move {
-        use crate::login::hash_memory::LINGER;
-        let mut tick = tokio::time::interval(LINGER);
-        let mut last_trim = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(memory::TRIM_EVERY);
         loop {
             tick.tick().await;
-            trim_auth.get().release_idle_hash_memory(LINGER);
-            if last_trim.elapsed() < memory::TRIM_EVERY {
-                continue;
-            }
-            last_trim = tokio::time::Instant::now();
-            let _ = tokio::task::spawn_blocking(memory::trim).await;
+            let p = Arc::clone(&trim_pool);
+            let _ = tokio::task::spawn_blocking(move || {
+                p.release_memory();
+                memory::trim();
+            })
+            .await;
         }
     });
     info!(

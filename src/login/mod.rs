@@ -1,8 +1,9 @@
 //! The login decision behind the auth socket: the `dovecot-auth` verifier over the store,
 //! with brute-force throttling and bounded argon2 concurrency.
 //!
-//! - argon2id runs on the blocking pool, at most `max_parallel_hashes` at once, so a flood
-//!   of logins cannot starve the milters' async threads;
+//! - argon2id runs on `max_parallel_hashes` threads of its own ([`hashers`]), each keeping
+//!   its argon2 memory between checks, so a flood of logins cannot starve the milters'
+//!   async threads or the store's blocking pool;
 //! - an unknown username costs the same argon2 work as a wrong password and gets the same
 //!   reply (no user enumeration);
 //! - a fault (store missing, unreadable, locked past its timeout) is `Verdict::Fault`: the
@@ -19,12 +20,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dovecot_auth::{Attempt, Refusal, Verdict, Verifier};
-use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 pub mod cache;
 pub mod credential;
 pub mod hash_memory;
+pub mod hashers;
 pub mod throttle;
 
 use crate::config::Config;
@@ -48,9 +49,8 @@ pub struct AuthService {
     /// The throttle window and how long an address stays known, in whole seconds.
     window_secs: i64,
     known_ttl_secs: i64,
-    hash_slots: Semaphore,
-    /// argon2's working memory, kept per slot between verifications ([`hash_memory`]).
-    hash_memory: Arc<hash_memory::HashMemory>,
+    /// The hashing slots, each a thread with its argon2 memory ([`hashers`]).
+    hashers: hashers::Hashers,
     /// Verified against when the username is unknown, so that costs the same work.
     dummy_hash: String,
     /// argon2 verifications run so far (shows that every checked attempt costs one).
@@ -82,7 +82,6 @@ struct CheckJob {
     address: String,
     known_until: i64,
     verifications: Arc<AtomicU64>,
-    hash_memory: Arc<hash_memory::HashMemory>,
     cache: Arc<cache::LoginCache>,
 }
 
@@ -94,11 +93,14 @@ impl CheckJob {
     ///
     /// With `cached` (the cache knew the password), a row that still matches the cache
     /// entry needs no argon2; one that does not gives `None`: check again, with a slot.
+    ///
+    /// `memory` is argon2's working memory (the hashing slot's).
     fn check(
         &self,
         store: &mut dyn Store,
         cached: bool,
         counted_user: Option<&str>,
+        memory: &mut Vec<argon2::Block>,
     ) -> Result<Option<Checked>, StoreError> {
         let (login, password) = (self.login.as_str(), self.password.as_str());
         let record = store.login_record(login)?;
@@ -117,10 +119,8 @@ impl CheckJob {
                     .as_ref()
                     .map_or(self.dummy.as_str(), |r| r.hash.as_str());
                 self.verifications.fetch_add(1, Ordering::Relaxed);
-                let matches = self
-                    .hash_memory
-                    .verify(password, hash)
-                    .map_err(StoreError::Fault)?;
+                let matches =
+                    hash_memory::verify_in(password, hash, memory).map_err(StoreError::Fault)?;
                 if let (true, Some(r)) = (matches, &record) {
                     if !r.revoked {
                         self.cache
@@ -175,8 +175,8 @@ impl AuthService {
             window_secs: ceil_secs(th.window.0),
             known_ttl_secs: ceil_secs(th.known_address_ttl.0),
             penalty,
-            hash_slots: Semaphore::new(slots),
-            hash_memory: Arc::new(hash_memory::HashMemory::new(slots)),
+            hashers: hashers::Hashers::new(slots)
+                .map_err(|e| anyhow::anyhow!("cannot start the hashing threads: {e}"))?,
             dummy_hash,
             verifications: Arc::new(AtomicU64::new(0)),
             cache: Arc::new(cache::LoginCache::new(
@@ -187,12 +187,6 @@ impl AuthService {
             store,
             cfg,
         })
-    }
-
-    /// Frees the argon2 working memory no verification used for `idle_for` (the daemon
-    /// calls it every [`hash_memory::LINGER`], so a quiet daemon keeps none).
-    pub fn release_idle_hash_memory(&self, idle_for: Duration) -> usize {
-        self.hash_memory.release_idle(idle_for)
     }
 
     /// Counts an attempt in the store before anything is checked (blocking on the pool).
@@ -241,7 +235,7 @@ impl AuthService {
                     return Ok((count, None));
                 }
                 let counted_user = username.as_deref().filter(|_| count.username.is_some());
-                let checked = job.check(store, true, counted_user)?;
+                let checked = job.check(store, true, counted_user, &mut Vec::new())?;
                 Ok((count, Some(checked)))
             })
             .await
@@ -299,13 +293,12 @@ impl AuthService {
             address: ip.clone(),
             known_until: now() + self.known_ttl_secs,
             verifications: Arc::clone(&self.verifications),
-            hash_memory: Arc::clone(&self.hash_memory),
             cache: Arc::clone(&self.cache),
         });
         // A password verified lately for this username skips the argon2 queue, and is
         // counted and checked in one trip to the store (the row decides whether it still
         // counts: `None` then, and it is checked again with a slot).
-        let mut cached = self.cache.knows(&a.login, &a.password);
+        let cached = self.cache.knows(&a.login, &a.password);
         let counted = if cached {
             self.count_and_check_remembered(&ip, user.clone(), Arc::clone(&job))
                 .await
@@ -314,7 +307,7 @@ impl AuthService {
                 .await
                 .map(|c| (c, None))
         };
-        let (count, mut remembered) = match counted {
+        let (count, remembered) = match counted {
             Ok(c) => c,
             Err(e) => {
                 let step = if cached {
@@ -345,18 +338,21 @@ impl AuthService {
         // The username's count, when this attempt is in it (not from a known address).
         let counted_user = user.filter(|_| count.username.is_some());
 
-        let checked = loop {
-            match remembered.take() {
-                Some(Some(c)) => break Ok(c),
-                Some(None) => cached = false,
-                None => {}
-            }
-            let permit = if cached {
-                None
-            } else {
-                match tokio::time::timeout(HASH_QUEUE_WAIT, self.hash_slots.acquire()).await {
-                    Ok(Ok(p)) => Some(p),
-                    _ => {
+        let checked = match remembered {
+            Some(Some(c)) => Ok(c),
+            // Not remembered, or the row changed since: checked in full on a hashing slot.
+            _ => {
+                let (job, counted) = (Arc::clone(&job), counted_user.clone());
+                let pool = Arc::clone(&self.store);
+                let ran = self
+                    .hashers
+                    .run(HASH_QUEUE_WAIT, move |memory| {
+                        pool.with(|store| job.check(store, false, counted.as_deref(), memory))
+                    })
+                    .await;
+                match ran {
+                    Ok(result) => result.map(|c| c.expect("a full check always decides")),
+                    Err(hashers::Saturated) => {
                         warn!(login = %a.login, client = %ip, "too many logins at once: temporary failure");
                         self.release_unchecked(&ip, counted_user.as_deref()).await;
                         self.record(&a.login, a.remote_ip, Reason::Fault, None)
@@ -364,17 +360,6 @@ impl AuthService {
                         return Verdict::Fault("password checks saturated".into());
                     }
                 }
-            };
-            let (job, counted) = (Arc::clone(&job), counted_user.clone());
-            let result = self
-                .store
-                .run(move |store| job.check(store, cached, counted.as_deref()))
-                .await;
-            drop(permit);
-            match result {
-                Ok(None) => cached = false,
-                Ok(Some(c)) => break Ok(c),
-                Err(e) => break Err(e),
             }
         };
         let checked = match checked {

@@ -231,6 +231,9 @@ pub trait Store:
     /// Whether this handle still reaches the store it was opened on (a deleted or
     /// replaced database file is not): the pool reopens otherwise.
     fn is_current(&self) -> bool;
+    /// Gives back the memory an idle handle holds for speed (caches); the daemon's memory
+    /// tick calls it on the pool's idle handles.
+    fn release_memory(&self) {}
 }
 
 /// Every trait of the store interface, for callers: `use crate::store::prelude::*;`.

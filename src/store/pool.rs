@@ -84,6 +84,13 @@ impl Pool {
         out
     }
 
+    /// Gives back the caches of the idle handles ([`Store::release_memory`]).
+    pub fn release_memory(&self) {
+        for store in self.lock().iter() {
+            store.release_memory();
+        }
+    }
+
     /// Handles kept open now.
     pub fn idle(&self) -> usize {
         self.lock().len()

@@ -336,6 +336,12 @@ impl Store for SqliteStore {
     fn is_current(&self) -> bool {
         self.file_id.is_some() && file_id(&self.path) == self.file_id
     }
+
+    /// The page cache of a connection that has read much of the event log can hold up to
+    /// its `cache_size` (2 MiB by default) long after.
+    fn release_memory(&self) {
+        let _ = self.conn.execute_batch("PRAGMA shrink_memory");
+    }
 }
 
 /// A store that root creates in a directory another user owns (the daemon's data
