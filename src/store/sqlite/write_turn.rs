@@ -34,7 +34,8 @@ impl WriteTurn {
     /// The turn shared by every handle of the file `key` (device and inode) in this
     /// process.
     pub fn for_file(key: (u64, u64)) -> Arc<WriteTurn> {
-        static TURNS: OnceLock<Mutex<HashMap<(u64, u64), Weak<WriteTurn>>>> = OnceLock::new();
+        type Turns = Mutex<HashMap<(u64, u64), Weak<WriteTurn>>>;
+        static TURNS: OnceLock<Turns> = OnceLock::new();
         let mut turns = TURNS
             .get_or_init(Default::default)
             .lock()
