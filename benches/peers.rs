@@ -231,6 +231,19 @@ impl Drop for Proc {
     }
 }
 
+/// All CPU time and the time stolen by the hypervisor, in ticks (/proc/stat).
+fn cpu_steal() -> Option<(u64, u64)> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let v: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    Some((v.iter().take(8).sum(), *v.get(7)?))
+}
+
 /// The microseconds some task has waited on I/O since boot (/proc/pressure/io).
 fn io_stall_us() -> Option<u64> {
     fs::read_to_string("/proc/pressure/io")
@@ -946,16 +959,26 @@ struct Row {
     verdict: String,
 }
 
+/// The ratio of `ours` to `peer`: the median of the per-round ratios (each round measures
+/// the contenders back to back, so a slow spell of the machine hits both sides of a ratio),
+/// or None when either failed.
+fn paired(ours: &Series, peer: &Series) -> Option<f64> {
+    ours.rate()?;
+    peer.rate()?;
+    let ratios: Vec<f64> = ours
+        .rounds
+        .iter()
+        .zip(&peer.rounds)
+        .filter(|(_, p)| p.rate() > 0.0)
+        .map(|(o, p)| o.rate() / p.rate())
+        .collect();
+    (!ratios.is_empty()).then(|| median(&ratios))
+}
+
 /// A ratio cell and a verdict against a minimum (`min` None: no target).
-fn compare(
-    ours: Option<f64>,
-    peer: Option<f64>,
-    peer_name: &str,
-    min: Option<f64>,
-) -> (String, String) {
-    match (ours, peer) {
-        (Some(a), Some(b)) if b > 0.0 => {
-            let r = a / b;
+fn compare(ours: &Series, peer: &Series, peer_name: &str, min: Option<f64>) -> (String, String) {
+    match paired(ours, peer) {
+        Some(r) => {
             // Three decimals below 10: 0.948 must not show as a 0.95 that misses 0.95.
             let ratio = if r < 10.0 {
                 format!("{r:.3} x {peer_name}")
@@ -969,7 +992,7 @@ fn compare(
             };
             (ratio, verdict)
         }
-        _ => (
+        None => (
             "n/a".into(),
             if min.is_some() {
                 "n/a (failed)".into()
@@ -1875,13 +1898,13 @@ fn measure_auth(env: &Env, s: &Settings, _checks: &Checks, rep: &mut Report) {
                 "bare argon2id, {cores} threads: {}; {peers}",
                 bare.cell_lat()
             );
-            let (r, v) = compare(cold[i].rate(), bare.rate(), "bare", Some(0.95));
+            let (r, v) = compare(&cold[i], &bare, "bare", Some(0.95));
             (r, v, ">= 0.95 x bare argon2id")
         } else if c == 1 {
-            let (r, v) = compare(cold[i].rate(), dove[i].rate(), "Dovecot", Some(1.0));
+            let (r, v) = compare(&cold[i], &dove[i], "Dovecot", Some(1.0));
             (r, v, ">= 1.0 x Dovecot")
         } else {
-            let (r, v) = compare(cold[i].rate(), dove[i].rate(), "Dovecot", None);
+            let (r, v) = compare(&cold[i], &dove[i], "Dovecot", None);
             (r, v, "")
         };
         rep.row(
@@ -1898,7 +1921,7 @@ fn measure_auth(env: &Env, s: &Settings, _checks: &Checks, rep: &mut Report) {
     }
     for (i, &c) in repeated_conns.iter().enumerate() {
         let di = conns.iter().position(|&x| x == c).unwrap();
-        let (ratio, _) = compare(rep_s[i].rate(), dove[di].rate(), "Dovecot", None);
+        let (ratio, _) = compare(&rep_s[i], &dove[di], "Dovecot", None);
         rep.row(
             &format!(
                 "repeated logins of one credential (login cache), {c} connection{}",
@@ -1915,7 +1938,7 @@ fn measure_auth(env: &Env, s: &Settings, _checks: &Checks, rep: &mut Report) {
         );
     }
     let ci = conns.iter().position(|&x| x == 8).unwrap();
-    let (ratio, verdict) = compare(rep_s[1].rate(), cold[ci].rate(), "cold", Some(50.0));
+    let (ratio, verdict) = compare(&rep_s[1], &cold[ci], "cold", Some(50.0));
     rep.row(
         "postwarden repeated / cold logins, 8 connections",
         format!("{} / {}", rep_s[1].cell("/s"), cold[ci].cell("/s")),
@@ -2125,7 +2148,7 @@ fn measure_submission(env: &Env, s: &Settings, checks: &Checks, rep: &mut Report
             "submission msgs/s, {msgs} msg{}/session, 4 clients",
             if msgs == 1 { "" } else { "s" }
         );
-        let (ratio, verdict) = compare(series[0].rate(), series[1].rate(), "OpenDKIM", Some(1.2));
+        let (ratio, verdict) = compare(&series[0], &series[1], "OpenDKIM", Some(1.2));
         rep.row(
             &label,
             series[0].cell("/s"),
@@ -2134,7 +2157,7 @@ fn measure_submission(env: &Env, s: &Settings, checks: &Checks, rep: &mut Report
             ">= 1.2 x Postfix+Dovecot+OpenDKIM",
             verdict,
         );
-        let (ratio, _) = compare(series[0].rate(), series[2].rate(), "no milter", None);
+        let (ratio, _) = compare(&series[0], &series[2], "no milter", None);
         rep.row(
             &format!("{label}, against no milter"),
             series[0].cell("/s"),
@@ -2193,7 +2216,7 @@ fn measure_inbound(env: &Env, s: &Settings, checks: &Checks, rep: &mut Report) {
                 ));
             }
         }
-        let (ratio, verdict) = compare(series[0].rate(), series[1].rate(), "chain", Some(2.0));
+        let (ratio, verdict) = compare(&series[0], &series[1], "chain", Some(2.0));
         rep.row(
             &format!(
                 "inbound msgs/s, {conns} connection{}, 10 msgs/session",
@@ -2517,7 +2540,9 @@ fn how(s: &Settings) -> String {
   resolver on a real host).
 - Contenders run interleaved, A B C A B C ..., {rounds} round(s) each of {auth} s (logins) or
   {smtp} s (SMTP), after an unmeasured warm-up of {warm} s each (Postfix starts its smtpd
-  processes, and policyd-spf's, on first use); each figure is the median of the rounds;
+  processes, and policyd-spf's, on first use); each figure is the median of the rounds,
+  each ratio the median of the per-round ratios (a round measures the contenders back to
+  back, so a slow spell of the machine weighs on both sides of its ratio);
   latencies are percentiles over every login of every round. Before each round the bench
   waits until Postfix has delivered what the previous one queued.
 - Logins: the client speaks the Dovecot auth protocol to the unix socket (handshake once
@@ -2641,6 +2666,7 @@ fn main() {
     let mut sections: Vec<(&str, Vec<Row>)> = Vec::new();
     let mut phases: Vec<(&str, f64, f64)> = Vec::new();
     let mut io_pressure: Vec<String> = Vec::new();
+    let mut steal: Vec<String> = Vec::new();
     for (name, f) in parts {
         if !s.runs(name) {
             continue;
@@ -2648,6 +2674,7 @@ fn main() {
         let before = rep.rows.len();
         let t0 = monitor.now();
         let io0 = io_stall_us();
+        let cpu0 = cpu_steal();
         if let Err(e) = guarded(name, || {
             f(&env, &s, &checks, &mut rep);
             Ok(())
@@ -2656,6 +2683,12 @@ fn main() {
         }
         let rows = rep.rows.split_off(before);
         phases.push((name, t0, monitor.now()));
+        if let (Some((t0, s0)), Some((t1, s1))) = (cpu0, cpu_steal()) {
+            steal.push(format!(
+                "{name} {:.1} %",
+                (s1 - s0) as f64 * 100.0 / (t1 - t0).max(1) as f64
+            ));
+        }
         if let (Some(a), Some(b)) = (io0, io_stall_us()) {
             io_pressure.push(format!(
                 "{name} {:.0} %",
@@ -2718,6 +2751,12 @@ fn main() {
         rep.notes.push(format!(
             "processes outside the benchmark used {outside_secs:.1} CPU seconds during the run \
              (a quiet machine)"
+        ));
+    }
+    if !steal.is_empty() {
+        rep.notes.push(format!(
+            "CPU time stolen by the VM's host (/proc/stat steal, share of all CPU time): {}",
+            steal.join(", ")
         ));
     }
     if !io_pressure.is_empty() {
