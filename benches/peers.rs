@@ -394,40 +394,7 @@ fn start_dnsmasq(dir: &Path, records: &[Record]) -> R<Proc> {
         "port=53\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\nno-poll\n\
          keep-in-foreground\npid-file=\nuser=root\n",
     );
-    let mut tlds = vec!["in-addr.arpa".to_string(), "ip6.arpa".to_string()];
-    for r in records {
-        let name = match r {
-            Record::Txt { name, .. } | Record::A { name, .. } => name,
-        };
-        let tld = name.trim_end_matches('.').rsplit('.').next().unwrap_or("");
-        if !tlds.iter().any(|t| t == tld) {
-            tlds.push(tld.to_string());
-        }
-    }
-    for t in &tlds {
-        let _ = writeln!(c, "local=/{t}/");
-    }
-    for r in records {
-        match r {
-            Record::Txt { name, strings } => {
-                let _ = write!(c, "txt-record={}", name.trim_end_matches('.'));
-                for s in strings {
-                    c.push_str(",\"");
-                    for ch in s.chars() {
-                        if ch == '"' || ch == '\\' {
-                            c.push('\\');
-                        }
-                        c.push(ch);
-                    }
-                    c.push('"');
-                }
-                c.push('\n');
-            }
-            Record::A { name, addr } => {
-                let _ = writeln!(c, "host-record={},{addr}", name.trim_end_matches('.'));
-            }
-        }
-    }
+    c.push_str(&dns::record_lines(records)?);
     write_file(&conf, &c, 0o644)?;
     let mut p = Proc::spawn(
         "dnsmasq",

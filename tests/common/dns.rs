@@ -236,6 +236,14 @@ fn config(port: u16, log: &Path, records: &[Record]) -> Result<String, String> {
     c.push_str("pid-file=\n");
     c.push_str("log-queries\n");
     let _ = writeln!(c, "log-facility={}", log.display());
+    c.push_str(&record_lines(records)?);
+    Ok(c)
+}
+
+/// The lines of a dnsmasq configuration that answer `records` and nothing else in their
+/// top-level domains (`local=`), after checking names and TXT strings.
+pub fn record_lines(records: &[Record]) -> Result<String, String> {
+    let mut c = String::new();
     let mut tlds = vec!["in-addr.arpa".to_string(), "ip6.arpa".to_string()];
     for r in records {
         let name = r.name().trim_end_matches('.');
